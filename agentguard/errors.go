@@ -1,0 +1,108 @@
+package agentguard
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors to branch on with errors.Is. Every refusal by the guard is a
+// *DenyError, which matches ErrDenied and wraps the step's own sentinel.
+var (
+	// ErrDenied matches every call the guard refused, whatever the step.
+	ErrDenied = errors.New("agentguard: denied")
+	// ErrNoIdentity: the agent's identity could not be established.
+	ErrNoIdentity = errors.New("agentguard: no identity")
+	// ErrIntegrity: the tool's definition is not trusted.
+	ErrIntegrity = errors.New("agentguard: tool definition not trusted")
+	// ErrPolicy: the policy engine could not decide.
+	ErrPolicy = errors.New("agentguard: policy could not decide")
+	// ErrApprovalRequired: policy requires an approval that was not given.
+	ErrApprovalRequired = errors.New("agentguard: approval required")
+	// ErrCredential: a credential the tool needs could not be had.
+	ErrCredential = errors.New("agentguard: credential unavailable")
+	// ErrAudit: the audit record could not be written (strict mode).
+	ErrAudit = errors.New("agentguard: audit record not written")
+	// ErrClosed: the guard is closed.
+	ErrClosed = errors.New("agentguard: guard closed")
+	// ErrTaskEnded: the call's task has ended.
+	ErrTaskEnded = errors.New("agentguard: task ended")
+	// ErrUnknownTool: no tool of that name is registered.
+	ErrUnknownTool = errors.New("agentguard: unknown tool")
+	// ErrInvalidArguments: the arguments are not one JSON object.
+	ErrInvalidArguments = errors.New("agentguard: invalid arguments")
+)
+
+// Steps of the pipeline, as named in DenyError.Step, audit records and spans.
+const (
+	StepGuard      = "guard"
+	StepLookup     = "lookup"
+	StepArguments  = "arguments"
+	StepTask       = "task"
+	StepIdentify   = "identify"
+	StepIntegrity  = "integrity"
+	StepAuthorize  = "authorize"
+	StepApprove    = "approve"
+	StepCredential = "credential"
+	StepExecute    = "execute"
+	StepAudit      = "audit"
+)
+
+// DenyError is the error of a call the guard refused. The tool did not run,
+// except for Step StepAudit, where it ran but its result was withheld because
+// the audit record could not be written.
+type DenyError struct {
+	Tool   string
+	CallID string
+	// Step is the pipeline step that refused the call.
+	Step string
+	// Policies are the deciding policy IDs, for a policy denial.
+	Policies []string
+	// Reason says why, for people.
+	Reason string
+	// Err is the cause: one of this package's sentinels, wrapping any
+	// underlying error. It is nil for a plain policy denial.
+	Err error
+}
+
+// Error describes the denial. It never contains a credential value.
+func (e *DenyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "agentguard: call to tool %q denied at %s", e.Tool, e.Step)
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	if len(e.Policies) > 0 {
+		fmt.Fprintf(&b, " (policies: %s)", strings.Join(e.Policies, ", "))
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Is reports true for ErrDenied.
+func (e *DenyError) Is(target error) bool { return target == ErrDenied }
+
+// Unwrap returns the cause.
+func (e *DenyError) Unwrap() error { return e.Err }
+
+// ToolError is the error of a tool that ran and failed. Its message has the
+// values of the call's credentials removed, since tools are apt to echo them;
+// Unwrap gives the tool's own error unchanged.
+type ToolError struct {
+	Tool   string
+	CallID string
+	msg    string
+	err    error
+}
+
+// Error returns the scrubbed message.
+func (e *ToolError) Error() string {
+	return fmt.Sprintf("agentguard: tool %q failed: %s", e.Tool, e.msg)
+}
+
+// Unwrap returns the tool's error.
+func (e *ToolError) Unwrap() error { return e.err }

@@ -1,0 +1,126 @@
+package agentguard
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentguard/go-sdk/audit"
+)
+
+// instrumentation is the tracer's name.
+const instrumentation = "github.com/agentguard/go-sdk/agentguard"
+
+// Guard runs every tool call through the pipeline: identify, check
+// integrity, authorize, approve, credential, execute, record. Any step that
+// cannot complete denies the call, and the call is audited either way.
+//
+// A Guard is safe for concurrent use. Close it when done: Close ends the
+// tasks still open, revoking their credentials.
+type Guard struct {
+	cfg    config
+	tracer trace.Tracer
+
+	closed    atomic.Bool
+	mu        sync.Mutex
+	tasks     map[*Task]struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a guard. An identity source and a policy engine are required:
+// without them New fails rather than allow everything.
+func New(opts ...Option) (*Guard, error) {
+	cfg := config{now: time.Now, endTimeout: 10 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.identity == nil {
+		return nil, errors.New("agentguard: New: no identity source (WithIdentity)")
+	}
+	if cfg.engine == nil {
+		return nil, errors.New("agentguard: New: no policy engine (WithPolicy); there is no implicit allow-all")
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	if cfg.sink == nil {
+		cfg.sink = audit.NewSlogSink(cfg.logger)
+	}
+	if cfg.tp == nil {
+		cfg.tp = otel.GetTracerProvider()
+	}
+	return &Guard{
+		cfg:    cfg,
+		tracer: cfg.tp.Tracer(instrumentation),
+		tasks:  map[*Task]struct{}{},
+	}, nil
+}
+
+// Close ends every task still open (revoking its credentials) and makes
+// every later call fail with ErrClosed. It closes nothing it was given.
+// Close is idempotent; every call returns the first one's error.
+func (g *Guard) Close(ctx context.Context) error {
+	g.closeOnce.Do(func() {
+		g.closed.Store(true)
+		g.mu.Lock()
+		open := make([]*Task, 0, len(g.tasks))
+		for t := range g.tasks {
+			open = append(open, t)
+		}
+		g.mu.Unlock()
+		var errs []error
+		for _, t := range open {
+			if err := t.end(ctx, "guard closed"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		g.closeErr = errors.Join(errs...)
+	})
+	return g.closeErr
+}
+
+func (g *Guard) track(t *Task) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed.Load() {
+		return false
+	}
+	g.tasks[t] = struct{}{}
+	return true
+}
+
+func (g *Guard) untrack(t *Task) {
+	g.mu.Lock()
+	delete(g.tasks, t)
+	g.mu.Unlock()
+}
+
+// writeAudit writes e. In strict mode a failure is returned wrapping
+// ErrAudit; in best-effort mode it is logged and nil is returned.
+func (g *Guard) writeAudit(ctx context.Context, e audit.Event) error {
+	err := g.cfg.sink.Write(context.WithoutCancel(ctx), e)
+	if err == nil {
+		return nil
+	}
+	if g.cfg.bestEffort {
+		g.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "agentguard: audit record not written",
+			slog.String("kind", string(e.Kind)), slog.String("task", e.Task),
+			slog.String("tool", e.Tool), slog.String("call_id", e.CallID),
+			slog.String("error", err.Error()))
+		return nil
+	}
+	return &auditError{err: err}
+}
+
+type auditError struct{ err error }
+
+func (e *auditError) Error() string   { return ErrAudit.Error() + ": " + e.err.Error() }
+func (e *auditError) Is(t error) bool { return t == ErrAudit }
+func (e *auditError) Unwrap() error   { return e.err }

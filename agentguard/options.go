@@ -1,0 +1,72 @@
+package agentguard
+
+import (
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/identity"
+	"github.com/agentguard/go-sdk/policy"
+)
+
+// Option configures a Guard.
+type Option func(*config)
+
+type config struct {
+	identity   identity.Source
+	engine     policy.Engine
+	broker     Broker
+	approver   Approver
+	integrity  Integrity
+	sink       audit.Sink
+	bestEffort bool
+	tp         trace.TracerProvider
+	logger     *slog.Logger
+	now        func() time.Time
+	endTimeout time.Duration
+}
+
+// WithIdentity sets where the acting agent's identity comes from. Required.
+func WithIdentity(s identity.Source) Option { return func(c *config) { c.identity = s } }
+
+// WithPolicy sets the policy engine. Required: there is no implicit allow-all.
+func WithPolicy(e policy.Engine) Option { return func(c *config) { c.engine = e } }
+
+// WithBroker sets the credential broker. Without one, a tool that declares a
+// credential is denied with ErrCredential.
+func WithBroker(b Broker) Option { return func(c *config) { c.broker = b } }
+
+// WithApprover sets who approves calls that policy marks @approval. Without
+// one, such calls are denied with ErrApprovalRequired.
+func WithApprover(a Approver) Option { return func(c *config) { c.approver = a } }
+
+// WithIntegrity sets the check of tool definitions. Without one, every
+// registered definition is accepted.
+func WithIntegrity(i Integrity) Option { return func(c *config) { c.integrity = i } }
+
+// WithAudit sets the audit sink. Without one, events go to an audit.SlogSink
+// on the guard's logger.
+func WithAudit(s audit.Sink) Option { return func(c *config) { c.sink = s } }
+
+// WithBestEffortAudit makes audit failures logged instead of failing the
+// call. The default, strict mode, fails any call whose record cannot be
+// written.
+func WithBestEffortAudit() Option { return func(c *config) { c.bestEffort = true } }
+
+// WithTracerProvider sets where spans go. Nil means the global provider
+// (a no-op unless the program set one).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
+
+// WithLogger sets the logger for the guard's own warnings. Nil means
+// slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithClock sets the guard's clock, for tests.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithEndTimeout bounds how long ending a task because its context was
+// cancelled may take to revoke credentials and write audit records. The
+// default is 10 seconds.
+func WithEndTimeout(d time.Duration) Option { return func(c *config) { c.endTimeout = d } }

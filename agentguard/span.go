@@ -1,0 +1,33 @@
+package agentguard
+
+import (
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// Span attributes of the guard, beside the OpenTelemetry GenAI ones.
+const (
+	AttrDecision   = attribute.Key("agentguard.decision")
+	AttrPolicies   = attribute.Key("agentguard.policies")
+	AttrRevision   = attribute.Key("agentguard.policy.revision")
+	AttrReason     = attribute.Key("agentguard.reason")
+	AttrStep       = attribute.Key("agentguard.step")
+	AttrTaskID     = attribute.Key("agentguard.task.id")
+	AttrToolset    = attribute.Key("agentguard.toolset")
+	AttrChain      = attribute.Key("agentguard.agent.chain")
+	AttrArgsDigest = attribute.Key("agentguard.args.digest")
+	AttrLeaseID    = attribute.Key("agentguard.credential.lease_id")
+	AttrProvider   = attribute.Key("agentguard.credential.provider")
+	AttrAudience   = attribute.Key("agentguard.credential.audience")
+	AttrScopes     = attribute.Key("agentguard.credential.scopes")
+	AttrExpiresAt  = attribute.Key("agentguard.credential.expires_at")
+	AttrApproval   = attribute.Key("agentguard.approval.granted")
+	AttrApprovers  = attribute.Key("agentguard.approval.approvers")
+	AttrOutcome    = attribute.Key("agentguard.outcome")
+)
+
+// Span event names.
+const (
+	EventAuthorize  = "agentguard.authorize"
+	EventApprove    = "agentguard.approve"
+	EventCredential = "agentguard.credential"
+)

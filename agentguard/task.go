@@ -1,0 +1,248 @@
+package agentguard
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/internal/canonical"
+	"github.com/agentguard/go-sdk/policy"
+)
+
+// Sensitivity grades the data a task handles; policy sees it as
+// context.task.sensitivity.
+type Sensitivity = policy.Sensitivity
+
+// Sensitivity levels.
+const (
+	Public       = policy.Public
+	Internal     = policy.Internal
+	Confidential = policy.Confidential
+	Restricted   = policy.Restricted
+)
+
+// TaskSpec describes a task when it starts.
+type TaskSpec struct {
+	// ID identifies the task; one is made up when empty.
+	ID      string
+	Purpose string
+	// Sensitivity is the most sensitive data the task may handle.
+	Sensitivity Sensitivity
+	Labels      []string
+	// OnBehalfOf names the user the task serves, if any.
+	OnBehalfOf string
+}
+
+// Task is one unit of an agent's work. It keeps the state policy sees as
+// context.task: calls made, tools used and the taint labels its results
+// carried. Credentials are leased to a task and revoked when it ends.
+type Task struct {
+	g      *Guard
+	spec   TaskSpec
+	cancel context.CancelFunc
+	stop   func() bool
+	// implicit tasks wrap a call made outside any task; they are not audited
+	// as tasks.
+	implicit bool
+
+	mu     sync.Mutex
+	calls  int
+	used   []string
+	taint  []string
+	ended  bool
+	leased bool
+
+	endOnce sync.Once
+	endErr  error
+	done    chan struct{}
+}
+
+type taskKey struct{}
+
+// TaskFromContext returns the task ctx carries, if any.
+func TaskFromContext(ctx context.Context) (*Task, bool) {
+	t, ok := ctx.Value(taskKey{}).(*Task)
+	return t, ok
+}
+
+// StartTask starts a task and returns a context that carries it. Calls made
+// with that context belong to the task. The task ends when End is called or
+// when ctx is done, whichever is first; ending revokes its credentials.
+// Cancelling the returned context does not end the task; End does, and
+// cancels it.
+func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, *Task, error) {
+	if g.closed.Load() {
+		return ctx, nil, ErrClosed
+	}
+	if spec.ID == "" {
+		spec.ID = newID("task-")
+	}
+	spec.Labels = canonical.SortedSet(spec.Labels)
+	t := &Task{g: g, spec: spec, done: make(chan struct{})}
+	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
+	t.cancel = cancel
+
+	ev := t.event(audit.KindTaskStart)
+	if err := g.writeAudit(ctx, ev); err != nil {
+		cancel()
+		return ctx, nil, err
+	}
+	if !g.track(t) {
+		cancel()
+		return ctx, nil, ErrClosed
+	}
+	t.stop = context.AfterFunc(ctx, func() {
+		ectx, c := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.endTimeout)
+		defer c()
+		_ = t.end(ectx, "context done: "+context.Cause(ctx).Error())
+	})
+	return tctx, t, nil
+}
+
+func newImplicitTask(g *Guard, callID string) *Task {
+	return &Task{g: g, spec: TaskSpec{ID: "call-" + callID}, implicit: true, done: make(chan struct{})}
+}
+
+// ID returns the task's ID.
+func (t *Task) ID() string { return t.spec.ID }
+
+// Spec returns what the task was started with.
+func (t *Task) Spec() TaskSpec {
+	s := t.spec
+	s.Labels = slices.Clone(s.Labels)
+	return s
+}
+
+// Done is closed when the task has ended and its credentials are revoked.
+func (t *Task) Done() <-chan struct{} { return t.done }
+
+// Taint returns the taint labels collected so far, sorted.
+func (t *Task) Taint() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.taint)
+}
+
+// End ends the task: later calls with its context are denied, its context is
+// cancelled, every credential leased to it is revoked, and the revocations
+// and the end are audited. End may be called more than once and from many
+// goroutines; every call returns the first one's error. A failed revocation
+// is in the error, never dropped.
+func (t *Task) End(ctx context.Context) error {
+	return t.end(ctx, "ended")
+}
+
+func (t *Task) end(ctx context.Context, why string) error {
+	t.endOnce.Do(func() {
+		defer close(t.done)
+		if t.stop != nil {
+			t.stop()
+		}
+		t.mu.Lock()
+		t.ended = true
+		leased := t.leased
+		t.mu.Unlock()
+		if t.cancel != nil {
+			t.cancel()
+		}
+		var errs []error
+		if leased && t.g.cfg.broker != nil {
+			revs, err := t.g.cfg.broker.Revoke(ctx, t.spec.ID)
+			for _, r := range revs {
+				ev := t.event(audit.KindCredentialRevoke)
+				ev.Leases = []string{r.Credential.LeaseID}
+				ev.Outcome = audit.OutcomeOK
+				if r.Err != nil {
+					ev.Outcome = audit.OutcomeError
+					ev.Error = r.Err.Error()
+				}
+				if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
+					errs = append(errs, aerr)
+				}
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if !t.implicit {
+			ev := t.event(audit.KindTaskEnd)
+			ev.Reason = why
+			ev.Outcome = audit.OutcomeOK
+			if len(errs) > 0 {
+				ev.Outcome = audit.OutcomeError
+				ev.Error = errors.Join(errs...).Error()
+			}
+			if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
+				errs = append(errs, aerr)
+			}
+			t.g.untrack(t)
+		}
+		t.endErr = errors.Join(errs...)
+	})
+	<-t.done
+	return t.endErr
+}
+
+func (t *Task) event(k audit.Kind) audit.Event {
+	return audit.Event{Time: t.g.cfg.now(), Kind: k, Task: t.spec.ID, OnBehalfOf: t.spec.OnBehalfOf}
+}
+
+// snapshot returns the state policy sees, or ErrTaskEnded.
+func (t *Task) snapshot() (policy.Task, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return policy.Task{}, ErrTaskEnded
+	}
+	return policy.Task{
+		ID:          t.spec.ID,
+		Purpose:     t.spec.Purpose,
+		Sensitivity: t.spec.Sensitivity,
+		Labels:      t.spec.Labels,
+		OnBehalfOf:  t.spec.OnBehalfOf,
+		Calls:       t.calls,
+		ToolsUsed:   slices.Clone(t.used),
+		Taint:       slices.Clone(t.taint),
+	}, nil
+}
+
+// markLeased notes that a credential is being leased to the task, so End
+// revokes. It fails if the task has ended.
+func (t *Task) markLeased() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return ErrTaskEnded
+	}
+	t.leased = true
+	return nil
+}
+
+// record adds one executed call to the task's state.
+func (t *Task) record(tool string, labels ...[]string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	if i, found := slices.BinarySearch(t.used, tool); !found {
+		t.used = slices.Insert(t.used, i, tool)
+	}
+	t.taint = canonical.SortedSet(append([][]string{t.taint}, labels...)...)
+}
+
+func newID(prefix string) string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// deadline returns the task context's deadline, the latest a credential may
+// live.
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}

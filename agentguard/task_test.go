@@ -1,0 +1,196 @@
+package agentguard_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/credentials"
+)
+
+func credTool(leases *sync.Map) *agentguard.Tool {
+	return &agentguard.Tool{
+		Name: "api",
+		Credentials: []credentials.Requirement{{
+			Name: "token", Provider: agentguardtest.StaticProvider, Audience: "api.example", Scopes: []string{"b", "a"}, TTL: time.Minute,
+		}},
+		Handler: func(ctx context.Context, _ json.RawMessage) (*agentguard.Result, error) {
+			c, ok := credentials.FromContext(ctx, "token")
+			if !ok {
+				return nil, errors.New("no credential")
+			}
+			leases.Store(c.LeaseID, c)
+			return &agentguard.Result{}, nil
+		},
+	}
+}
+
+func TestTaskEndRevokesCredentials(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var leases sync.Map
+	tool := credTool(&leases)
+	ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{ID: "t1", OnBehalfOf: "user:42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := env.Guard.Invoke(ctx, tool, agentguard.Call{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := env.Provider.Issued(); n != 1 {
+		t.Fatalf("provider issued %d credentials for one task and scope, want 1", n)
+	}
+	var leaseID string
+	leases.Range(func(k, _ any) bool { leaseID = k.(string); return true })
+	if err := env.Provider.Check(leaseID); err != nil {
+		t.Fatalf("lease revoked during the task: %v", err)
+	}
+	if err := task.End(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Provider.Check(leaseID); !errors.Is(err, credentials.ErrRevoked) {
+		t.Fatalf("after End: Check = %v, want ErrRevoked", err)
+	}
+	if ctx.Err() == nil {
+		t.Error("task context not cancelled by End")
+	}
+	revs := env.Audit.Kind(audit.KindCredentialRevoke)
+	if len(revs) != 1 || revs[0].Leases[0] != leaseID || revs[0].Outcome != audit.OutcomeOK || revs[0].Task != "t1" {
+		t.Errorf("revocation events = %+v", revs)
+	}
+	ends := env.Audit.Kind(audit.KindTaskEnd)
+	if len(ends) != 1 || ends[0].OnBehalfOf != "user:42" {
+		t.Errorf("task_end events = %+v", ends)
+	}
+	if _, err := env.Guard.Invoke(ctx, tool, agentguard.Call{}); !errors.Is(err, agentguard.ErrTaskEnded) {
+		t.Errorf("call after End: %v, want ErrTaskEnded", err)
+	}
+	if err := task.End(context.Background()); err != nil {
+		t.Errorf("second End: %v", err)
+	}
+}
+
+func TestTaskEndsWhenContextDone(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var leases sync.Map
+	parent, cancel := context.WithCancel(context.Background())
+	ctx, task, err := env.Guard.StartTask(parent, agentguard.TaskSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Guard.Invoke(ctx, credTool(&leases), agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-task.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("task did not end after its context was cancelled")
+	}
+	leases.Range(func(k, _ any) bool {
+		if err := env.Provider.Check(k.(string)); !errors.Is(err, credentials.ErrRevoked) {
+			t.Errorf("lease %s not revoked", k)
+		}
+		return true
+	})
+	if ends := env.Audit.Kind(audit.KindTaskEnd); len(ends) != 1 {
+		t.Errorf("task_end events = %d, want 1", len(ends))
+	}
+}
+
+func TestCallWithoutTaskRevokesAfterCall(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var leases sync.Map
+	if _, err := env.Guard.Invoke(context.Background(), credTool(&leases), agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	leases.Range(func(k, _ any) bool {
+		n++
+		if err := env.Provider.Check(k.(string)); !errors.Is(err, credentials.ErrRevoked) {
+			t.Errorf("lease %s of a call outside any task not revoked", k)
+		}
+		return true
+	})
+	if n != 1 {
+		t.Fatalf("%d leases, want 1", n)
+	}
+	if revs := env.Audit.Kind(audit.KindCredentialRevoke); len(revs) != 1 {
+		t.Errorf("revocation events = %d, want 1", len(revs))
+	}
+}
+
+func TestCloseEndsTasksAndRefusesCalls(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var leases sync.Map
+	ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Guard.Invoke(ctx, credTool(&leases), agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Guard.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-task.Done():
+	default:
+		t.Fatal("Close left a task open")
+	}
+	var runs atomic.Int64
+	_, err = env.Guard.Invoke(context.Background(), counted("x", &runs), agentguard.Call{})
+	if !errors.Is(err, agentguard.ErrClosed) || runs.Load() != 0 {
+		t.Fatalf("after Close: err = %v, runs %d", err, runs.Load())
+	}
+	if _, _, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{}); !errors.Is(err, agentguard.ErrClosed) {
+		t.Errorf("StartTask after Close: %v", err)
+	}
+	if err := env.Guard.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestRevocationFailureIsReportedAndAudited(t *testing.T) {
+	failing := &failingRevoker{StaticProvider: credentials.NewStaticProvider("tok")}
+	broker := credentials.NewBroker(credentials.WithProvider(agentguardtest.StaticProvider, failing))
+	env := agentguardtest.New(t, nil, "unused", agentguard.WithBroker(broker))
+	var leases sync.Map
+	ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Guard.Invoke(ctx, credTool(&leases), agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.End(context.Background()); err == nil {
+		t.Fatal("End reported no error although revocation failed")
+	}
+	revs := env.Audit.Kind(audit.KindCredentialRevoke)
+	if len(revs) != 1 || revs[0].Outcome != audit.OutcomeError || revs[0].Error == "" {
+		t.Errorf("revocation events = %+v, want one failure", revs)
+	}
+	if ends := env.Audit.Kind(audit.KindTaskEnd); len(ends) != 1 || ends[0].Outcome != audit.OutcomeError {
+		t.Errorf("task_end = %+v, want outcome error", ends)
+	}
+}
+
+type failingRevoker struct{ *credentials.StaticProvider }
+
+func (f *failingRevoker) Revoke(context.Context, *credentials.Credential) error {
+	return errors.New("revocation endpoint unavailable")
+}

@@ -1,0 +1,147 @@
+package agentguard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/agentguard/go-sdk/credentials"
+	"github.com/agentguard/go-sdk/internal/canonical"
+	"github.com/agentguard/go-sdk/policy"
+)
+
+// Handler runs a tool with its arguments, a JSON object. A guarded handler
+// receives the canonical form of the arguments the policy saw, and finds its
+// credentials with credentials.FromContext.
+type Handler func(ctx context.Context, args json.RawMessage) (*Result, error)
+
+// Result is what a tool returns.
+type Result struct {
+	// Output is the tool's result, in whatever form the agent framework uses.
+	Output any
+	// Labels are taint labels this result adds to the task (for example
+	// "pii" when it returned personal data), beside the tool's OutputLabels.
+	Labels []string
+}
+
+// Annotations describe a tool's behaviour, as MCP tool annotations do.
+type Annotations struct {
+	ReadOnly    bool `json:"read_only"`
+	Destructive bool `json:"destructive"`
+	Idempotent  bool `json:"idempotent"`
+	OpenWorld   bool `json:"open_world"`
+}
+
+// Risk grades how dangerous a tool is; policy sees it as resource.risk.
+type Risk = policy.Risk
+
+// Risk levels.
+const (
+	RiskLow      = policy.RiskLow
+	RiskMedium   = policy.RiskMedium
+	RiskHigh     = policy.RiskHigh
+	RiskCritical = policy.RiskCritical
+)
+
+// Tool describes one tool an agent can call.
+type Tool struct {
+	// Name is unique in its registry; policy names it Action::"<Name>" and
+	// Tool::"<Name>".
+	Name        string
+	Description string
+	// InputSchema is the JSON Schema of the arguments, if any.
+	InputSchema json.RawMessage
+	Annotations Annotations
+	Risk        Risk
+	// Labels describe the tool for policy (resource.labels).
+	Labels []string
+	// OutputLabels are taint labels every result of the tool carries.
+	OutputLabels []string
+	// Toolset is the registry or server the tool belongs to (Toolset::"<Toolset>").
+	Toolset string
+	// Credentials are the credentials the tool needs for each call.
+	Credentials []credentials.Requirement
+	// Handler runs the tool. Tools guarded through Middleware need none.
+	Handler Handler
+}
+
+var toolName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,128}$`)
+
+// validate checks what the guard relies on. needHandler is false for tools
+// whose execution is supplied by a middleware's next function.
+func (t *Tool) validate(needHandler bool) error {
+	if t == nil {
+		return errors.New("agentguard: nil tool")
+	}
+	if !toolName.MatchString(t.Name) {
+		return fmt.Errorf("agentguard: tool name %q: want 1 to 128 of A-Z a-z 0-9 _ . -", t.Name)
+	}
+	if policy.Reserved(t.Name) {
+		return fmt.Errorf("agentguard: tool name %q is reserved for a governance action", t.Name)
+	}
+	if needHandler && t.Handler == nil {
+		return fmt.Errorf("agentguard: tool %q has no handler", t.Name)
+	}
+	if len(t.InputSchema) > 0 && !json.Valid(t.InputSchema) {
+		return fmt.Errorf("agentguard: tool %q: input schema is not valid JSON", t.Name)
+	}
+	seen := map[string]bool{}
+	for _, c := range t.Credentials {
+		if c.Name == "" || c.Provider == "" {
+			return fmt.Errorf("agentguard: tool %q: a credential needs a name and a provider", t.Name)
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("agentguard: tool %q: credential %q declared twice", t.Name, c.Name)
+		}
+		seen[c.Name] = true
+	}
+	return nil
+}
+
+// Fingerprint is "sha256:<hex>" over the canonical JSON of the tool's name,
+// description, input schema and annotations: what a model reads to decide to
+// call it. A changed fingerprint means a changed tool.
+func (t *Tool) Fingerprint() string {
+	var schema any
+	if len(t.InputSchema) > 0 {
+		if v, err := canonical.Parse(t.InputSchema); err == nil {
+			schema = v
+		} else {
+			schema = string(t.InputSchema)
+		}
+	}
+	b, _ := canonical.Marshal(map[string]any{
+		"name":         t.Name,
+		"description":  t.Description,
+		"input_schema": schema,
+		"annotations":  t.Annotations,
+	})
+	return canonical.Digest(b)
+}
+
+func (t *Tool) policyTool() policy.Tool {
+	return policy.Tool{
+		Name:        t.Name,
+		Toolset:     t.Toolset,
+		Description: t.Description,
+		ReadOnly:    t.Annotations.ReadOnly,
+		Destructive: t.Annotations.Destructive,
+		Idempotent:  t.Annotations.Idempotent,
+		OpenWorld:   t.Annotations.OpenWorld,
+		Risk:        t.Risk,
+		Labels:      t.Labels,
+	}
+}
+
+// Call is one request to run a tool.
+type Call struct {
+	// ID identifies the call, usually the model's tool-call ID. The guard
+	// makes one up when it is empty.
+	ID string
+	// Name is the tool's name. Registry.Call looks the tool up by it.
+	Name string
+	// Args are the arguments: a JSON object, or empty for none.
+	Args json.RawMessage
+}

@@ -1,0 +1,387 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+	"github.com/cedar-policy/cedar-go/x/exp/batch"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentguard/go-sdk/internal/canonical"
+)
+
+// Entity types of the Cedar model.
+const (
+	TypeAgent       = cedar.EntityType("Agent")
+	TypeAgentGroup  = cedar.EntityType("AgentGroup")
+	TypeTrustDomain = cedar.EntityType("TrustDomain")
+	TypeAction      = cedar.EntityType("Action")
+	TypeTool        = cedar.EntityType("Tool")
+	TypeToolset     = cedar.EntityType("Toolset")
+)
+
+// informational annotations are never obligations.
+var informational = map[string]bool{"id": true, "reason": true, "description": true}
+
+// CedarEngine is an Engine that evaluates a Set of Cedar policies. It is safe
+// for concurrent use.
+type CedarEngine struct {
+	set         *Set
+	groups      func(spiffeid.ID) []string
+	obligations map[string]bool
+
+	agents sync.Map // SPIFFE ID string -> cedar.Entity
+	mu     sync.RWMutex
+	tools  map[string]toolEntities // tool name -> entities, rebuilt if the tool changes
+}
+
+type toolEntities struct {
+	tool     Tool
+	action   cedar.Entity
+	resource cedar.Entity
+}
+
+var _ Engine = (*CedarEngine)(nil)
+
+// CedarOption configures a CedarEngine.
+type CedarOption func(*CedarEngine)
+
+// WithGroups sets the function that names the AgentGroups an agent belongs
+// to. It is called once per agent; the result is cached.
+func WithGroups(f func(spiffeid.ID) []string) CedarOption {
+	return func(e *CedarEngine) { e.groups = f }
+}
+
+// WithAgentGroups sets agents' groups from a map of SPIFFE ID to group names.
+func WithAgentGroups(m map[string][]string) CedarOption {
+	m2 := make(map[string][]string, len(m))
+	for k, v := range m {
+		m2[k] = slices.Clone(v)
+	}
+	return WithGroups(func(id spiffeid.ID) []string { return m2[id.String()] })
+}
+
+// WithObligations adds annotation names that, on a deciding permit policy,
+// become obligations. "approval" is always one.
+func WithObligations(names ...string) CedarOption {
+	return func(e *CedarEngine) {
+		for _, n := range names {
+			if !informational[n] {
+				e.obligations[n] = true
+			}
+		}
+	}
+}
+
+// NewCedarEngine returns an engine over set.
+func NewCedarEngine(set *Set, opts ...CedarOption) (*CedarEngine, error) {
+	if set == nil {
+		return nil, errors.New("policy: nil policy set")
+	}
+	e := &CedarEngine{
+		set:         set,
+		groups:      func(spiffeid.ID) []string { return nil },
+		obligations: map[string]bool{ObligationApproval: true},
+		tools:       map[string]toolEntities{},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e, nil
+}
+
+// Set returns the policy set the engine evaluates.
+func (e *CedarEngine) Set() *Set { return e.set }
+
+// Decide evaluates req against every policy of the set.
+func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, err
+	}
+	if req.Agent.IsZero() {
+		return Decision{}, errors.New("policy: request has no agent")
+	}
+	if req.Tool.Name == "" {
+		return Decision{}, errors.New("policy: request has no tool")
+	}
+	ents := e.entities(req)
+	creq := cedar.Request{
+		Principal: ents.agent.UID,
+		Action:    ents.action.UID,
+		Resource:  ents.resource.UID,
+	}
+	if req.Listing {
+		rec, err := contextRecord(req, true)
+		if err != nil {
+			return Decision{}, err
+		}
+		creq.Context = rec
+		return e.decideListing(ctx, ents, creq)
+	}
+	rec, err := contextRecord(req, false)
+	if err != nil {
+		return Decision{}, err
+	}
+	creq.Context = rec
+	d, diag := cedar.Authorize(e.set.ps, ents, creq)
+	return e.decision(d, diag), nil
+}
+
+// decideListing asks whether some arguments and approval could make the call
+// allowed: with args and approval ignored, a permit whose conditions need them
+// drops those conditions and a forbid that needs them is dropped.
+func (e *CedarEngine) decideListing(ctx context.Context, ents *requestEntities, creq cedar.Request) (Decision, error) {
+	var out Decision
+	found := false
+	err := batch.Authorize(ctx, e.set.ps, ents, batch.Request{
+		Principal: creq.Principal,
+		Action:    creq.Action,
+		Resource:  creq.Resource,
+		Context:   creq.Context,
+	}, func(r batch.Result) error {
+		found = true
+		out = e.decision(r.Decision, r.Diagnostic)
+		return nil
+	})
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy: listing: %w", err)
+	}
+	if !found {
+		return Decision{}, errors.New("policy: listing: no result")
+	}
+	return out, nil
+}
+
+func (e *CedarEngine) decision(d cedar.Decision, diag cedar.Diagnostic) Decision {
+	out := Decision{Allowed: d == cedar.Allow, Revision: e.set.digest}
+	for _, r := range diag.Reasons {
+		out.Policies = append(out.Policies, string(r.PolicyID))
+	}
+	sort.Strings(out.Policies)
+	for _, er := range diag.Errors {
+		out.Errors = append(out.Errors, EvalError{PolicyID: string(er.PolicyID), Message: er.Message})
+	}
+	slices.SortFunc(out.Errors, func(a, b EvalError) int { return strings.Compare(a.PolicyID, b.PolicyID) })
+
+	switch {
+	case len(out.Errors) > 0:
+		// Fail closed: an erroring policy might have been a forbid.
+		out.Allowed = false
+		ids := make([]string, len(out.Errors))
+		for i, er := range out.Errors {
+			ids[i] = er.PolicyID
+		}
+		if len(out.Policies) == 0 || d == cedar.Allow {
+			out.Policies = ids
+		}
+		out.Reason = "policy evaluation error in " + strings.Join(ids, ", ")
+		out.Obligations = nil
+	case !out.Allowed && len(out.Policies) == 0:
+		out.Reason = "no policy permits this call"
+	case !out.Allowed:
+		var reasons []string
+		for _, id := range out.Policies {
+			if r, ok := e.set.ps.Get(cedar.PolicyID(id)).Annotations()["reason"]; ok {
+				reasons = append(reasons, string(r))
+			}
+		}
+		if len(reasons) == 0 {
+			out.Reason = "forbidden by " + strings.Join(out.Policies, ", ")
+		} else {
+			out.Reason = strings.Join(reasons, "; ")
+		}
+	default:
+		for _, id := range out.Policies {
+			anns := e.set.ps.Get(cedar.PolicyID(id)).Annotations()
+			keys := make([]string, 0, len(anns))
+			for k := range anns {
+				if e.obligations[string(k)] {
+					keys = append(keys, string(k))
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				out.Obligations = append(out.Obligations, Obligation{Name: k, Value: string(anns[types.AnnotationKey(k)]), PolicyID: id})
+			}
+		}
+	}
+	return out
+}
+
+// requestEntities is the entity store of one request: the agent, its
+// delegation chain, the action and the tool. Each is built once per agent or
+// tool and reused; a request only assembles them.
+type requestEntities struct {
+	agent    cedar.Entity
+	chain    []cedar.Entity
+	action   cedar.Entity
+	resource cedar.Entity
+}
+
+var callToolUID = cedar.NewEntityUID(TypeAction, ActionCallTool)
+
+var governanceActions = map[string]cedar.Entity{}
+
+func init() {
+	for _, a := range []string{ActionCallTool, ActionChangeToolset, ActionChangePrompt, ActionDelegate} {
+		uid := cedar.NewEntityUID(TypeAction, cedar.String(a))
+		governanceActions[a] = cedar.Entity{UID: uid}
+	}
+}
+
+func (r *requestEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
+	switch uid {
+	case r.agent.UID:
+		return r.agent, true
+	case r.action.UID:
+		return r.action, true
+	case r.resource.UID:
+		return r.resource, true
+	}
+	for _, c := range r.chain {
+		if c.UID == uid {
+			return c, true
+		}
+	}
+	if ga, ok := governanceActions[string(uid.ID)]; ok && uid.Type == TypeAction {
+		return ga, true
+	}
+	return cedar.Entity{}, false
+}
+
+func (e *CedarEngine) entities(req *Request) *requestEntities {
+	te := e.toolEntities(req.Tool)
+	r := &requestEntities{agent: e.agentEntity(req.Agent.ID), resource: te.resource, action: te.action}
+	if req.Action != "" {
+		r.action = cedar.Entity{UID: cedar.NewEntityUID(TypeAction, cedar.String(req.Action))}
+	}
+	for _, c := range req.Agent.Chain {
+		r.chain = append(r.chain, e.agentEntity(c))
+	}
+	return r
+}
+
+func (e *CedarEngine) agentEntity(id spiffeid.ID) cedar.Entity {
+	key := id.String()
+	if v, ok := e.agents.Load(key); ok {
+		return v.(cedar.Entity)
+	}
+	td := id.TrustDomain().Name()
+	parents := []cedar.EntityUID{cedar.NewEntityUID(TypeTrustDomain, cedar.String(td))}
+	for _, g := range e.groups(id) {
+		parents = append(parents, cedar.NewEntityUID(TypeAgentGroup, cedar.String(g)))
+	}
+	ent := cedar.Entity{
+		UID:     cedar.NewEntityUID(TypeAgent, cedar.String(key)),
+		Parents: cedar.NewEntityUIDSet(parents...),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"trust_domain": cedar.String(td),
+			"path":         cedar.String(id.Path()),
+			"name":         cedar.String(lastSegment(id.Path())),
+		}),
+	}
+	v, _ := e.agents.LoadOrStore(key, ent)
+	return v.(cedar.Entity)
+}
+
+func (e *CedarEngine) toolEntities(t Tool) toolEntities {
+	e.mu.RLock()
+	te, ok := e.tools[t.Name]
+	e.mu.RUnlock()
+	if ok && sameTool(te.tool, t) {
+		return te
+	}
+	te = toolEntities{tool: t}
+	te.tool.Labels = slices.Clone(t.Labels)
+	te.action = cedar.Entity{
+		UID:     cedar.NewEntityUID(TypeAction, cedar.String(t.Name)),
+		Parents: cedar.NewEntityUIDSet(callToolUID),
+	}
+	var parents []cedar.EntityUID
+	if t.Toolset != "" {
+		parents = append(parents, cedar.NewEntityUID(TypeToolset, cedar.String(t.Toolset)))
+	}
+	te.resource = cedar.Entity{
+		UID:     cedar.NewEntityUID(TypeTool, cedar.String(t.Name)),
+		Parents: cedar.NewEntityUIDSet(parents...),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"name":        cedar.String(t.Name),
+			"toolset":     cedar.String(t.Toolset),
+			"read_only":   cedar.Boolean(t.ReadOnly),
+			"destructive": cedar.Boolean(t.Destructive),
+			"idempotent":  cedar.Boolean(t.Idempotent),
+			"open_world":  cedar.Boolean(t.OpenWorld),
+			"risk":        cedar.Long(t.Risk),
+			"labels":      stringSet(t.Labels),
+		}),
+	}
+	e.mu.Lock()
+	e.tools[t.Name] = te
+	e.mu.Unlock()
+	return te
+}
+
+func sameTool(a, b Tool) bool {
+	return a.Name == b.Name && a.Toolset == b.Toolset && a.ReadOnly == b.ReadOnly &&
+		a.Destructive == b.Destructive && a.Idempotent == b.Idempotent && a.OpenWorld == b.OpenWorld &&
+		a.Risk == b.Risk && slices.Equal(a.Labels, b.Labels)
+}
+
+// contextRecord builds the Cedar context of req. For a listing, args and
+// approval are ignored values.
+func contextRecord(req *Request, listing bool) (cedar.Record, error) {
+	var args, approval cedar.Value
+	if listing {
+		args, approval = batch.Ignore(), batch.Ignore()
+	} else {
+		v, err := canonical.Parse(req.Args)
+		if err != nil {
+			return cedar.Record{}, fmt.Errorf("policy: arguments: %w", err)
+		}
+		if _, ok := v.(map[string]any); !ok {
+			return cedar.Record{}, errors.New("policy: arguments are not a JSON object")
+		}
+		args, err = jsonToCedar(v)
+		if err != nil {
+			return cedar.Record{}, fmt.Errorf("policy: arguments: %w", err)
+		}
+		approval = cedar.NewRecord(cedar.RecordMap{
+			"granted":   cedar.Boolean(req.Approval.Granted),
+			"approvers": stringSet(req.Approval.Approvers),
+		})
+	}
+	chain := make([]cedar.Value, len(req.Agent.Chain))
+	for i, c := range req.Agent.Chain {
+		chain[i] = cedar.NewEntityUID(TypeAgent, cedar.String(c.String()))
+	}
+	t := req.Task
+	return cedar.NewRecord(cedar.RecordMap{
+		"args": args,
+		"task": cedar.NewRecord(cedar.RecordMap{
+			"id":          cedar.String(t.ID),
+			"purpose":     cedar.String(t.Purpose),
+			"sensitivity": cedar.Long(t.Sensitivity),
+			"labels":      stringSet(t.Labels),
+			"calls":       cedar.Long(t.Calls),
+			"tools_used":  stringSet(t.ToolsUsed),
+			"taint":       stringSet(t.Taint),
+		}),
+		"delegation": cedar.NewRecord(cedar.RecordMap{
+			"depth":        cedar.Long(len(req.Agent.Chain)),
+			"chain":        cedar.NewSet(chain...),
+			"on_behalf_of": cedar.String(t.OnBehalfOf),
+		}),
+		"approval": approval,
+		"request": cedar.NewRecord(cedar.RecordMap{
+			"time":    cedar.NewDatetime(req.Time),
+			"call_id": cedar.String(req.CallID),
+		}),
+	}), nil
+}
