@@ -460,10 +460,10 @@ func TestRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []*agentguard.Tool{
-		counted("a", &runs),               // duplicate
-		counted("delegate", &runs),        // reserved
-		counted("has space", &runs),       // bad name
-		{Name: "nohandler"},               // no handler
+		counted("a", &runs),         // duplicate
+		counted("delegate", &runs),  // reserved
+		counted("has space", &runs), // bad name
+		{Name: "nohandler"},         // no handler
 		{Name: "badschema", InputSchema: json.RawMessage(`{`), Handler: counted("x", &runs).Handler},
 	} {
 		if err := reg.Register(bad); err == nil {
@@ -538,7 +538,7 @@ func TestSpan(t *testing.T) {
 		agentguard.WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))))
 	tool := &agentguard.Tool{Name: "lookup", Description: "Look a thing up", Toolset: "kb",
 		Credentials: []credentials.Requirement{{Name: "kb", Provider: agentguardtest.StaticProvider, Audience: "kb.example", Scopes: []string{"read"}}},
-		Handler: func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }}
+		Handler:     func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }}
 	if _, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{ID: "call-7"}); err != nil {
 		t.Fatal(err)
 	}

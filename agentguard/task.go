@@ -147,8 +147,10 @@ func (t *Task) end(ctx context.Context, why string) error {
 		t.ended = true
 		leased := t.leased
 		t.mu.Unlock()
+		// The task's context is cancelled last: callers often pass it to
+		// End, and revocation must not be cut short by End itself.
 		if t.cancel != nil {
-			t.cancel()
+			defer t.cancel()
 		}
 		var errs []error
 		if leased && t.g.cfg.broker != nil {

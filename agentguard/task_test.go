@@ -59,7 +59,8 @@ func TestTaskEndRevokesCredentials(t *testing.T) {
 	if err := env.Provider.Check(leaseID); err != nil {
 		t.Fatalf("lease revoked during the task: %v", err)
 	}
-	if err := task.End(context.Background()); err != nil {
+	// End with the task's own context, as agents usually do.
+	if err := task.End(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.Provider.Check(leaseID); !errors.Is(err, credentials.ErrRevoked) {

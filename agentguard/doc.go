@@ -1,0 +1,36 @@
+// Package agentguard guards an agent's tool calls.
+//
+// A [Guard] runs every call through one pipeline, in this order:
+//
+//  1. Identify: the agent's identity comes from an identity.Source, never
+//     from what the agent says of itself.
+//  2. Check integrity: the tool's definition must be trusted ([Integrity]).
+//  3. Authorize: a policy.Engine decides on the exact call: tool, canonical
+//     arguments, task state (calls, tools used, taint), delegation chain.
+//  4. Approve: if the deciding policies carry @approval, an [Approver] must
+//     grant it.
+//  5. Credential: each credential the tool declares is leased from a
+//     [Broker] for the task and put in the tool's context.
+//  6. Execute: the tool runs inside a span "execute_tool {tool}".
+//  7. Record: the task's state is updated and one audit event written.
+//
+// A step that cannot complete denies the call with a [*DenyError] (matching
+// [ErrDenied] and the step's sentinel, such as [ErrNoIdentity] or
+// [ErrCredential]); the tool does not run, and the denial is audited and
+// traced all the same. In strict audit mode (the default) a call whose
+// audit record cannot be written fails too, and its result is withheld.
+//
+// Tools are described by [Tool] and called through a [Registry] (by name,
+// with a policy-filtered [Registry.List]), through [Guard.Invoke] or a
+// handler made by [Guard.Wrap]. Adapters to agent frameworks use
+// [Guard.Middleware], which guards the framework's own execution.
+//
+// Calls belong to a [Task], started with [Guard.StartTask]. Its state is what
+// policy sees as context.task; ending it (or cancelling its parent context)
+// revokes every credential leased to it. A call made outside any task gets a
+// task of its own that ends with the call.
+//
+// Arguments reach policy and tool in one canonical JSON form; an object with
+// a repeated key is refused, so policy cannot check one value while the tool
+// acts on another.
+package agentguard

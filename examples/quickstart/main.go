@@ -1,0 +1,225 @@
+// Command quickstart runs a customer-support agent's tool calls through
+// AgentGuard, on embedded defaults: no server is needed.
+//
+// It shows an allowed call, a call denied because of its arguments, a call
+// denied because of what the task has seen, a tool hidden from the agent's
+// tool list, a task-scoped credential, and its revocation when the task
+// ends. It prints each decision and each audit event.
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/credentials"
+	"github.com/agentguard/go-sdk/identity"
+	"github.com/agentguard/go-sdk/policy"
+)
+
+//go:embed policies/*.cedar
+var policyFiles embed.FS
+
+const agentID = "spiffe://example.org/agent/support-bot"
+
+func main() {
+	if err := run(context.Background(), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+// transcript is an audit sink that prints each event as one readable line.
+type transcript struct{ w io.Writer }
+
+func (t transcript) Write(_ context.Context, e audit.Event) error {
+	line := fmt.Sprintf("  audit  %-17s", e.Kind)
+	add := func(k, v string) {
+		if v != "" {
+			line += " " + k + "=" + v
+		}
+	}
+	add("tool", e.Tool)
+	add("decision", e.Decision)
+	if len(e.Policies) > 0 {
+		add("policies", strings.Join(e.Policies, ","))
+	}
+	add("outcome", e.Outcome)
+	add("task", e.Task)
+	if len(e.Leases) > 0 {
+		add("leases", strings.Join(e.Leases, ","))
+	}
+	if e.ArgsDigest != "" {
+		add("args", e.ArgsDigest[:19]+"…")
+	}
+	_, err := fmt.Fprintln(t.w, line)
+	return err
+}
+
+func run(ctx context.Context, out io.Writer) error {
+	// Policy: Cedar files embedded in the binary.
+	sub, _ := fs.Sub(policyFiles, "policies")
+	set, err := policy.LoadFS(sub)
+	if err != nil {
+		return err
+	}
+	engine, err := policy.NewCedarEngine(set, policy.WithAgentGroups(map[string][]string{
+		agentID: {"support"},
+	}))
+	if err != nil {
+		return err
+	}
+
+	// Credentials: a static provider stands in for a real authorization
+	// server. The tool gets the value through its context, never its
+	// arguments.
+	payments := credentials.NewStaticProvider("pay-token-for-quickstart-only")
+	broker := credentials.NewBroker(credentials.WithProvider("payments", payments))
+
+	// Identity: a fixed SPIFFE ID for the demo. Production agents get theirs
+	// from SPIRE's Workload API.
+	id := identity.NewStaticSource(identity.MustParse(agentID))
+
+	guard, err := agentguard.New(
+		agentguard.WithIdentity(id),
+		agentguard.WithPolicy(engine),
+		agentguard.WithBroker(broker),
+		agentguard.WithAudit(transcript{out}),
+	)
+	if err != nil {
+		return err
+	}
+	defer guard.Close(ctx)
+
+	tools := guard.NewRegistry("helpdesk")
+	if err := tools.Register(supportTools()...); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "AgentGuard quickstart: agent %s\n", agentID)
+	fmt.Fprintf(out, "policy set %s (%d policies)\n\n", set.Digest()[:19]+"…", set.Len())
+
+	ctx, task, err := guard.StartTask(ctx, agentguard.TaskSpec{
+		ID: "task-refund-T-1001", Purpose: "resolve ticket T-1001",
+		Sensitivity: agentguard.Internal, OnBehalfOf: "user:alice",
+	})
+	if err != nil {
+		return err
+	}
+
+	visible, err := tools.List(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, t := range visible {
+		names = append(names, t.Name)
+	}
+	fmt.Fprintf(out, "tools the agent may see: %s\n", strings.Join(names, ", "))
+	fmt.Fprintf(out, "  (export_customers is registered but hidden: only the data team may call it)\n\n")
+
+	steps := []struct{ say, tool, args string }{
+		{"1. read the ticket", "read_ticket", `{"id":"T-1001"}`},
+		{"2. refund 40 (within the limit)", "issue_refund", `{"order":"O-77","amount":40}`},
+		{"3. refund 250 (over the limit)", "issue_refund", `{"order":"O-77","amount":250}`},
+		{"4. email the customer at an outside address", "send_email", `{"to":"bob@customer.example","body":"Refund sent"}`},
+		{"5. email the support team", "send_email", `{"to":"team@example.com","body":"Ticket T-1001 refunded"}`},
+		{"6. call the hidden export tool anyway", "export_customers", `{}`},
+	}
+	for i, s := range steps {
+		fmt.Fprintf(out, "%s: %s %s\n", s.say, s.tool, s.args)
+		res, err := tools.Call(ctx, agentguard.Call{ID: fmt.Sprintf("call-%d", i+1), Name: s.tool, Args: json.RawMessage(s.args)})
+		var deny *agentguard.DenyError
+		switch {
+		case errors.As(err, &deny):
+			fmt.Fprintf(out, "  DENIED %s\n", deny.Reason)
+		case err != nil:
+			fmt.Fprintf(out, "  FAILED %v\n", err)
+		default:
+			fmt.Fprintf(out, "  ALLOWED → %v\n", res.Output)
+		}
+		fmt.Fprintln(out)
+	}
+	fmt.Fprintf(out, "task taint: %v\n\n", task.Taint())
+
+	fmt.Fprintln(out, "ending the task revokes its credentials:")
+	if err := task.End(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\npayments credentials issued: %d, for the whole task\n", payments.Issued())
+	return nil
+}
+
+func supportTools() []*agentguard.Tool {
+	return []*agentguard.Tool{
+		{
+			Name:         "read_ticket",
+			Description:  "Read a support ticket by ID.",
+			InputSchema:  json.RawMessage(`{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}`),
+			Annotations:  agentguard.Annotations{ReadOnly: true, Idempotent: true},
+			OutputLabels: []string{"pii"}, // tickets hold customers' names and addresses
+			Handler: func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
+				var a struct{ ID string }
+				if err := json.Unmarshal(args, &a); err != nil {
+					return nil, err
+				}
+				return &agentguard.Result{Output: fmt.Sprintf("ticket %s: Bob Doe <bob@customer.example> asks for a refund of order O-77", a.ID)}, nil
+			},
+		},
+		{
+			Name:        "issue_refund",
+			Description: "Refund an order.",
+			InputSchema: json.RawMessage(`{"type":"object","properties":{"order":{"type":"string"},"amount":{"type":"integer"}},"required":["order","amount"]}`),
+			Annotations: agentguard.Annotations{Destructive: true},
+			Risk:        agentguard.RiskHigh,
+			Credentials: []credentials.Requirement{{
+				Name: "payments", Provider: "payments", Audience: "https://payments.example.com", Scopes: []string{"refunds:write"},
+			}},
+			Handler: func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
+				cred, ok := credentials.FromContext(ctx, "payments")
+				if !ok {
+					return nil, errors.New("no payments credential")
+				}
+				var a struct {
+					Order  string
+					Amount int
+				}
+				if err := json.Unmarshal(args, &a); err != nil {
+					return nil, err
+				}
+				// A real tool would send cred.Secret.Reveal() as a bearer token.
+				return &agentguard.Result{Output: fmt.Sprintf("refunded %d on %s with lease %s (token %v)", a.Amount, a.Order, cred.LeaseID, cred.Secret)}, nil
+			},
+		},
+		{
+			Name:        "send_email",
+			Description: "Send an email.",
+			InputSchema: json.RawMessage(`{"type":"object","properties":{"to":{"type":"string"},"body":{"type":"string"}},"required":["to","body"]}`),
+			Annotations: agentguard.Annotations{OpenWorld: true},
+			Handler: func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
+				var a struct{ To string }
+				if err := json.Unmarshal(args, &a); err != nil {
+					return nil, err
+				}
+				return &agentguard.Result{Output: "sent to " + a.To}, nil
+			},
+		},
+		{
+			Name:        "export_customers",
+			Description: "Export every customer record.",
+			Annotations: agentguard.Annotations{ReadOnly: true, OpenWorld: true},
+			Risk:        agentguard.RiskCritical,
+			Handler: func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
+				return &agentguard.Result{Output: "…every customer…"}, nil
+			},
+		},
+	}
+}
