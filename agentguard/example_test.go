@@ -79,7 +79,9 @@ func Example_unitTestWithPolicytest() {
 	defer g.Close(context.Background())
 
 	reg := g.NewRegistry("helpdesk")
-	ok := func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{Output: "ok"}, nil }
+	ok := func(context.Context, json.RawMessage) (*agentguard.Result, error) {
+		return &agentguard.Result{Output: "ok"}, nil
+	}
 	_ = reg.Register(
 		&agentguard.Tool{Name: "read_ticket", Handler: ok},
 		&agentguard.Tool{Name: "send_email", Handler: ok},

@@ -26,9 +26,12 @@ func (g *Guard) Invoke(ctx context.Context, t *Tool, call Call) (*Result, error)
 	if err := t.validate(true); err != nil {
 		return nil, err
 	}
-	return g.run(ctx, t, call, func(ctx context.Context, _ *Tool, c Call) (*Result, error) {
-		return t.Handler(ctx, c.Args)
-	})
+	return g.run(ctx, t, call, runHandler)
+}
+
+// runHandler executes a tool through its own Handler.
+func runHandler(ctx context.Context, t *Tool, c Call) (*Result, error) {
+	return t.Handler(ctx, c.Args)
 }
 
 // Wrap returns a handler that runs every call of t through the guard. Each

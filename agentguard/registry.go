@@ -82,7 +82,7 @@ func (r *Registry) Call(ctx context.Context, call Call) (*Result, error) {
 	if !ok {
 		return r.unknown(ctx, call)
 	}
-	return r.g.Invoke(ctx, t, call)
+	return r.g.run(ctx, t, call, runHandler) // validated by Register
 }
 
 func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {

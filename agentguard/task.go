@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -45,12 +46,12 @@ type Task struct {
 	g      *Guard
 	spec   TaskSpec
 	cancel context.CancelFunc
-	stop   func() bool
 	// implicit tasks wrap a call made outside any task; they are not audited
 	// as tasks.
 	implicit bool
 
 	mu     sync.Mutex
+	stop   func() bool // unregisters the end-on-context-done callback
 	calls  int
 	used   []string
 	taint  []string
@@ -79,6 +80,9 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	if g.closed.Load() {
 		return ctx, nil, ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return ctx, nil, fmt.Errorf("agentguard: start task: %w", err)
+	}
 	if spec.ID == "" {
 		spec.ID = newID("task-")
 	}
@@ -87,20 +91,24 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
 	t.cancel = cancel
 
-	ev := t.event(audit.KindTaskStart)
-	if err := g.writeAudit(ctx, ev); err != nil {
+	if err := g.writeAudit(ctx, t.event(audit.KindTaskStart)); err != nil {
 		cancel()
 		return ctx, nil, err
 	}
-	if !g.track(t) {
-		cancel()
-		return ctx, nil, ErrClosed
-	}
-	t.stop = context.AfterFunc(ctx, func() {
+	// Registered before the task is tracked, so that Close, which may end
+	// the task from now on, sees it.
+	stop := context.AfterFunc(ctx, func() {
 		ectx, c := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.endTimeout)
 		defer c()
 		_ = t.end(ectx, "context done: "+context.Cause(ctx).Error())
 	})
+	t.mu.Lock()
+	t.stop = stop
+	t.mu.Unlock()
+	if !g.track(t) {
+		_ = t.end(context.WithoutCancel(ctx), "guard closed")
+		return ctx, nil, ErrClosed
+	}
 	return tctx, t, nil
 }
 
@@ -140,10 +148,10 @@ func (t *Task) End(ctx context.Context) error {
 func (t *Task) end(ctx context.Context, why string) error {
 	t.endOnce.Do(func() {
 		defer close(t.done)
+		t.mu.Lock()
 		if t.stop != nil {
 			t.stop()
 		}
-		t.mu.Lock()
 		t.ended = true
 		leased := t.leased
 		t.mu.Unlock()

@@ -195,3 +195,56 @@ type failingRevoker struct{ *credentials.StaticProvider }
 func (f *failingRevoker) Revoke(context.Context, *credentials.Credential) error {
 	return errors.New("revocation endpoint unavailable")
 }
+
+func TestStartTaskOnDoneContext(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := env.Guard.StartTask(ctx, agentguard.TaskSpec{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("StartTask on a cancelled context: %v, want context.Canceled", err)
+	}
+}
+
+// TestCloseRacesStartTask runs Close while tasks start and calls run; under
+// -race it proves the bookkeeping is safe, and every task that started ends.
+func TestCloseRacesStartTask(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var leases sync.Map
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var tasks []*agentguard.Task
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{})
+			if err != nil {
+				if !errors.Is(err, agentguard.ErrClosed) {
+					t.Error(err)
+				}
+				return
+			}
+			mu.Lock()
+			tasks = append(tasks, task)
+			mu.Unlock()
+			_, _ = env.Guard.Invoke(ctx, credTool(&leases), agentguard.Call{})
+		}()
+	}
+	if err := env.Guard.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
+	wg.Wait()
+	for _, task := range tasks {
+		select {
+		case <-task.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("a task started before Close is still open")
+		}
+	}
+	leases.Range(func(k, _ any) bool {
+		if err := env.Provider.Check(k.(string)); !errors.Is(err, credentials.ErrRevoked) {
+			t.Errorf("lease %s outlived Close", k)
+		}
+		return true
+	})
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/internal/canonical"
@@ -67,7 +66,20 @@ type Tool struct {
 	Handler Handler
 }
 
-var toolName = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,128}$`)
+// validName reports whether name is 1 to 128 of A-Z a-z 0-9 _ . -.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // validate checks what the guard relies on. needHandler is false for tools
 // whose execution is supplied by a middleware's next function.
@@ -75,7 +87,7 @@ func (t *Tool) validate(needHandler bool) error {
 	if t == nil {
 		return errors.New("agentguard: nil tool")
 	}
-	if !toolName.MatchString(t.Name) {
+	if !validName(t.Name) {
 		return fmt.Errorf("agentguard: tool name %q: want 1 to 128 of A-Z a-z 0-9 _ . -", t.Name)
 	}
 	if policy.Reserved(t.Name) {

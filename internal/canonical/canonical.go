@@ -10,9 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrInvalid is returned for input that is not one well-formed JSON value, or
@@ -23,85 +23,246 @@ var ErrInvalid = errors.New("canonical: invalid JSON")
 // is lost. An object with a repeated key is refused: two parsers that keep
 // different copies of a repeated key are a classic way to make a policy check
 // one value while the tool acts on another. Empty input is the empty object.
+//
+// The syntax is checked by json.Valid first, so the decoder below walks input
+// known to be well formed; strings with escapes or invalid UTF-8 are decoded
+// by encoding/json, so every string means what encoding/json says it means.
 func Parse(raw []byte) (any, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return map[string]any{}, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	v, err := parseValue(dec)
+	if !json.Valid(raw) {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, explain(raw))
+	}
+	d := decoder{b: raw}
+	v, err := d.value()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the value", ErrInvalid)
 	}
 	return v, nil
 }
 
-func parseValue(dec *json.Decoder) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
+// explain says what is wrong with raw, which json.Valid refused.
+func explain(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return err
 	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			obj := map[string]any{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				key, ok := kt.(string)
-				if !ok {
-					return nil, errors.New("object key is not a string")
-				}
-				if _, dup := obj[key]; dup {
-					return nil, fmt.Errorf("repeated object key %q", key)
-				}
-				v, err := parseValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				obj[key] = v
-			}
-			if _, err := dec.Token(); err != nil {
-				return nil, err
-			}
-			return obj, nil
-		case '[':
-			arr := []any{}
-			for dec.More() {
-				v, err := parseValue(dec)
-				if err != nil {
-					return nil, err
-				}
-				arr = append(arr, v)
-			}
-			if _, err := dec.Token(); err != nil {
-				return nil, err
-			}
-			return arr, nil
+	if dec.More() {
+		return errors.New("trailing data after the value")
+	}
+	return errors.New("not valid JSON")
+}
+
+// decoder walks a document already known to be valid JSON.
+type decoder struct {
+	b []byte
+	i int
+}
+
+func (d *decoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
 		}
-		return nil, fmt.Errorf("unexpected %v", t)
-	default:
-		return t, nil
 	}
 }
 
-// Marshal writes v (as produced by Parse, or any value encoding/json accepts)
-// in canonical form: object keys sorted, no insignificant white space, no HTML
-// escaping.
+func (d *decoder) value() (any, error) {
+	d.space()
+	switch c := d.b[d.i]; {
+	case c == '{':
+		d.i++
+		obj := map[string]any{}
+		d.space()
+		if d.b[d.i] == '}' {
+			d.i++
+			return obj, nil
+		}
+		for {
+			d.space()
+			key, err := d.str()
+			if err != nil {
+				return nil, err
+			}
+			if _, dup := obj[key]; dup {
+				return nil, fmt.Errorf("repeated object key %q", key)
+			}
+			d.space()
+			d.i++ // ':'
+			v, err := d.value()
+			if err != nil {
+				return nil, err
+			}
+			obj[key] = v
+			d.space()
+			c := d.b[d.i]
+			d.i++
+			if c == '}' {
+				return obj, nil
+			}
+		}
+	case c == '[':
+		d.i++
+		arr := []any{}
+		d.space()
+		if d.b[d.i] == ']' {
+			d.i++
+			return arr, nil
+		}
+		for {
+			v, err := d.value()
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+			d.space()
+			c := d.b[d.i]
+			d.i++
+			if c == ']' {
+				return arr, nil
+			}
+		}
+	case c == '"':
+		return d.str()
+	case c == 't':
+		d.i += 4
+		return true, nil
+	case c == 'f':
+		d.i += 5
+		return false, nil
+	case c == 'n':
+		d.i += 4
+		return nil, nil
+	default:
+		start := d.i
+		for d.i < len(d.b) && strings.IndexByte("+-0123456789.eE", d.b[d.i]) >= 0 {
+			d.i++
+		}
+		return json.Number(d.b[start:d.i]), nil
+	}
+}
+
+// str decodes the string starting at d.i.
+func (d *decoder) str() (string, error) {
+	start := d.i
+	d.i++
+	plain := true
+	for {
+		c := d.b[d.i]
+		if c == '\\' {
+			plain = false
+			d.i += 2
+			continue
+		}
+		d.i++
+		if c == '"' {
+			break
+		}
+	}
+	lit := d.b[start:d.i]
+	if plain && utf8.Valid(lit) {
+		return string(lit[1 : len(lit)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(lit, &s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// Marshal writes v in canonical form: object keys sorted by their bytes, no
+// insignificant white space, numbers as written, strings escaped as
+// encoding/json escapes them but without HTML escaping. v is a value as
+// produced by Parse; other values go through encoding/json first.
 func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := write(&buf, v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return buf.Bytes(), nil
+}
+
+func write(buf *bytes.Buffer, v any) error {
+	switch t := v.(type) {
+	case nil:
+		buf.WriteString("null")
+	case bool:
+		if t {
+			buf.WriteString("true")
+		} else {
+			buf.WriteString("false")
+		}
+	case json.Number:
+		buf.WriteString(string(t))
+	case string:
+		return writeString(buf, t)
+	case []any:
+		buf.WriteByte('[')
+		for i, e := range t {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := write(buf, e); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte(']')
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		buf.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			if err := writeString(buf, k); err != nil {
+				return err
+			}
+			buf.WriteByte(':')
+			if err := write(buf, t[k]); err != nil {
+				return err
+			}
+		}
+		buf.WriteByte('}')
+	default:
+		// Not from Parse: take encoding/json's view of it, then canonicalize.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		pv, err := Parse(b)
+		if err != nil {
+			return err
+		}
+		return write(buf, pv)
+	}
+	return nil
+}
+
+// writeString writes s quoted. Printable ASCII without quote or backslash is
+// written as is; anything else is escaped by encoding/json.
+func writeString(buf *bytes.Buffer, s string) error {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			enc := json.NewEncoder(buf)
+			enc.SetEscapeHTML(false)
+			err := enc.Encode(s)
+			buf.Truncate(buf.Len() - 1) // Encode's newline
+			return err
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
+	return nil
 }
 
 // JSON returns the canonical form of raw and its parsed value.
