@@ -80,6 +80,9 @@ func (e Event) LogValue() slog.Value {
 			a = append(a, slog.String(k, v))
 		}
 	}
+	if !e.Time.IsZero() {
+		a = append(a, slog.Time("time", e.Time))
+	}
 	add("kind", string(e.Kind))
 	add("agent", e.Agent)
 	if len(e.Chain) > 0 {
