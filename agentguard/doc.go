@@ -7,6 +7,8 @@
 //  2. Check integrity: the tool's definition must be trusted ([Integrity]).
 //  3. Authorize: a policy.Engine decides on the exact call: tool, canonical
 //     arguments, task state (calls, tools used, taint), delegation chain.
+//     For a delegated call every agent up the chain must be allowed too, so
+//     a sub-agent never gets more than the agents that delegated to it.
 //  4. Approve: if the deciding policies carry @approval, an [Approver] must
 //     grant it.
 //  5. Credential: each credential the tool declares is leased from a

@@ -586,3 +586,45 @@ func TestSpan(t *testing.T) {
 		t.Errorf("audit trace/span = %s/%s, span %s/%s", evs[0].TraceID, evs[0].SpanID, s.SpanContext().TraceID(), s.SpanContext().SpanID())
 	}
 }
+
+// TestDelegationAttenuation: a sub-agent's call is allowed only if every
+// agent up its chain may make it too.
+func TestDelegationAttenuation(t *testing.T) {
+	const root, mid, sub = "spiffe://example.org/agent/root", "spiffe://example.org/agent/mid", "spiffe://example.org/agent/sub"
+	engine := policytest.NewRules(
+		policytest.Rule{ID: "sub-all", Agent: sub},
+		policytest.Rule{ID: "root-search", Agent: root, Tool: "search"},
+		policytest.Rule{ID: "root-pay", Agent: root, Tool: "pay"},
+		policytest.Rule{ID: "mid-search", Agent: mid, Tool: "search"},
+	)
+	env := agentguardtest.New(t, engine, "v",
+		agentguard.WithIdentity(identity.NewStaticSource(identity.MustParse(sub, root, mid))))
+	var runs atomic.Int64
+	reg := env.Guard.NewRegistry("x")
+	if err := reg.Register(counted("search", &runs), counted("pay", &runs), counted("delete", &runs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Call(context.Background(), agentguard.Call{Name: "search"}); err != nil {
+		t.Fatalf("search, allowed for the whole chain: %v", err)
+	}
+	_, err := reg.Call(context.Background(), agentguard.Call{Name: "pay"})
+	var de *agentguard.DenyError
+	if !errors.As(err, &de) || !strings.Contains(de.Reason, mid) {
+		t.Fatalf("pay, which mid may not make: err = %v, want a denial naming %s", err, mid)
+	}
+	if runs.Load() != 1 {
+		t.Errorf("tools ran %d times, want 1", runs.Load())
+	}
+	// The chain reached policy as the sub-agent's delegation context.
+	q := engine.Calls()[0]
+	if q.Agent.ID.String() != sub || q.Agent.Depth() != 2 {
+		t.Errorf("first request agent = %v", q.Agent)
+	}
+	visible, err := reg.List(context.Background())
+	if err != nil || len(visible) != 1 || visible[0].Name != "search" {
+		t.Errorf("List = %v, %v; want only search", visible, err)
+	}
+	if e, _ := env.Audit.Last(); len(e.Chain) != 2 || e.Chain[0] != root {
+		t.Errorf("audit chain = %v", e.Chain)
+	}
+}

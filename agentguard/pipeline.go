@@ -161,7 +161,7 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 		CallID: p.c.ID,
 		Time:   start,
 	}
-	d, err := g.cfg.engine.Decide(ctx, req)
+	d, err := g.decide(ctx, req)
 	if err != nil {
 		span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(audit.Deny), AttrReason.String("engine error")))
 		return p.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
@@ -273,6 +273,31 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 		return nil, &DenyError{Tool: t.Name, CallID: p.c.ID, Step: StepAudit, Reason: "audit record not written; result withheld", Err: aerr}
 	}
 	return res, nil
+}
+
+// decide asks the engine about req for the acting agent and then for each
+// agent up its delegation chain: a sub-agent never gets more than the agents
+// that delegated to it. The first denial decides; when all allow, the acting
+// agent's decision stands, with the obligations of every decision.
+func (g *Guard) decide(ctx context.Context, req *policy.Request) (policy.Decision, error) {
+	d, err := g.cfg.engine.Decide(ctx, req)
+	if err != nil || !d.Allowed || len(req.Agent.Chain) == 0 {
+		return d, err
+	}
+	for i, parent := range req.Agent.Chain {
+		preq := *req
+		preq.Agent = identity.Identity{ID: parent, Chain: req.Agent.Chain[:i]}
+		pd, err := g.cfg.engine.Decide(ctx, &preq)
+		if err != nil {
+			return pd, fmt.Errorf("delegating agent %s: %w", parent, err)
+		}
+		if !pd.Allowed {
+			pd.Reason = "delegating agent " + parent.String() + " may not make this call: " + pd.Reason
+			return pd, nil
+		}
+		d.Obligations = append(d.Obligations, pd.Obligations...)
+	}
+	return d, nil
 }
 
 // approve asks the approver. It reports denied and the call's return values

@@ -117,7 +117,7 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 	now := r.g.cfg.now()
 	var out []*Tool
 	for _, t := range r.Tools() {
-		d, err := r.g.cfg.engine.Decide(ctx, &policy.Request{
+		d, err := r.g.decide(ctx, &policy.Request{
 			Agent: id, Tool: t.policyTool(), Task: state, Time: now, Listing: true,
 		})
 		if err != nil || !d.Allowed {
