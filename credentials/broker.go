@@ -89,9 +89,12 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
+	if !b.open(req.TaskID, tl) {
+		return nil, ErrTaskEnded // revoked while this call waited for the slot
+	}
 	now := b.now()
-	if c := slot.cred; c != nil && (c.ExpiresAt.IsZero() || now.Add(renewBefore).Before(c.ExpiresAt)) {
-		return c, nil
+	if c := slot.cred; c != nil && fits(c, req, now) {
+		return named(c, req.Name), nil
 	}
 	c, err := p.Issue(ctx, req)
 	if err != nil {
@@ -114,20 +117,60 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 	if c.IssuedAt.IsZero() {
 		c.IssuedAt = now
 	}
-	slot.cred = c
 
 	b.mu.Lock()
-	if cur := b.tasks[req.TaskID]; cur == tl {
-		tl.all = append(tl.all, c)
-	} else {
+	if b.tasks[req.TaskID] != tl {
 		// The task was revoked while this lease was being issued: revoke
 		// the new lease at once rather than let it outlive its task.
 		b.mu.Unlock()
 		_ = p.Revoke(context.WithoutCancel(ctx), c)
-		return nil, errors.New("credentials: task ended while leasing")
+		return nil, ErrTaskEnded
 	}
+	tl.all = append(tl.all, c)
 	b.mu.Unlock()
-	return c, nil
+	slot.cred = c
+	return named(c, req.Name), nil
+}
+
+// ErrTaskEnded is returned by Lease for a task whose leases were revoked
+// while the lease was being made.
+var ErrTaskEnded = errors.New("credentials: task ended while leasing")
+
+// open reports whether tl is still the live lease set of the task.
+func (b *Broker) open(taskID string, tl *taskLeases) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tasks[taskID] == tl
+}
+
+// fits reports whether cached credential c may serve req at now: it is not
+// about to expire, it expires no later than req.NotAfter, and it lives no
+// longer than req.TTL.
+func fits(c *Credential, req Request, now time.Time) bool {
+	if c.ExpiresAt.IsZero() {
+		return req.NotAfter.IsZero() && req.TTL <= 0
+	}
+	if !now.Add(renewBefore).Before(c.ExpiresAt) {
+		return false
+	}
+	if !req.NotAfter.IsZero() && c.ExpiresAt.After(req.NotAfter) {
+		return false
+	}
+	if req.TTL > 0 && c.ExpiresAt.Sub(c.IssuedAt) > req.TTL {
+		return false
+	}
+	return true
+}
+
+// named returns c as the credential named name: requirements with different
+// names may share one lease, and each tool finds it under its own name.
+func named(c *Credential, name string) *Credential {
+	if c.Name == name {
+		return c
+	}
+	cp := *c
+	cp.Name = name
+	return &cp
 }
 
 // Revocation is the outcome of revoking one lease.

@@ -28,7 +28,7 @@ var ErrInvalid = errors.New("canonical: invalid JSON")
 // known to be well formed; strings with escapes or invalid UTF-8 are decoded
 // by encoding/json, so every string means what encoding/json says it means.
 func Parse(raw []byte) (any, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
+	if len(bytes.Trim(raw, " \t\r\n")) == 0 {
 		return map[string]any{}, nil
 	}
 	if !json.Valid(raw) {
@@ -198,6 +198,10 @@ func write(buf *bytes.Buffer, v any) error {
 			buf.WriteString("false")
 		}
 	case json.Number:
+		// Parse only makes valid numbers; anything else could inject JSON.
+		if !validNumber(string(t)) {
+			return fmt.Errorf("canonical: invalid number %q", string(t))
+		}
 		buf.WriteString(string(t))
 	case string:
 		return writeString(buf, t)
@@ -245,6 +249,46 @@ func write(buf *bytes.Buffer, v any) error {
 		return write(buf, pv)
 	}
 	return nil
+}
+
+// validNumber reports whether s is one JSON number:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(s string) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i < len(s) && s[i] == '0' {
+		i++
+	} else if i < len(s) && s[i] >= '1' && s[i] <= '9' {
+		digits()
+	} else {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 // writeString writes s quoted. Printable ASCII without quote or backslash is

@@ -1,0 +1,57 @@
+package credentials_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/agentguard/go-sdk/credentials"
+)
+
+func TestContext(t *testing.T) {
+	a := &credentials.Credential{Name: "a", LeaseID: "la"}
+	b := &credentials.Credential{Name: "b", LeaseID: "lb"}
+	b2 := &credentials.Credential{Name: "b", LeaseID: "lb2"}
+	c := &credentials.Credential{Name: "c", LeaseID: "lc"}
+
+	bg := context.Background()
+	if got, ok := credentials.FromContext(bg, "a"); ok || got != nil {
+		t.Errorf("FromContext(empty) = %v, %v", got, ok)
+	}
+	if ctx := credentials.NewContext(bg); ctx != bg {
+		t.Error("NewContext without credentials made a new context")
+	}
+
+	outer := credentials.NewContext(bg, a, b)
+	inner := credentials.NewContext(outer, b2, c)
+
+	tests := []struct {
+		name string
+		ctx  context.Context
+		key  string
+		want *credentials.Credential
+	}{
+		{name: "outer a", ctx: outer, key: "a", want: a},
+		{name: "outer b", ctx: outer, key: "b", want: b},
+		{name: "outer has no c", ctx: outer, key: "c", want: nil},
+		{name: "inner keeps outer a", ctx: inner, key: "a", want: a},
+		{name: "inner overrides b", ctx: inner, key: "b", want: b2},
+		{name: "inner adds c", ctx: inner, key: "c", want: c},
+		{name: "unknown name", ctx: inner, key: "zzz", want: nil},
+		{name: "empty name", ctx: inner, key: "", want: nil},
+		{name: "derived context", ctx: context.WithValue(inner, struct{}{}, 1), key: "c", want: c},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := credentials.FromContext(tc.ctx, tc.key)
+			if got != tc.want || ok != (tc.want != nil) {
+				t.Errorf("FromContext(%q) = %v, %v; want %v", tc.key, got, ok, tc.want)
+			}
+		})
+	}
+
+	// A later credential of the same name in one call wins.
+	same := credentials.NewContext(bg, b, b2)
+	if got, _ := credentials.FromContext(same, "b"); got != b2 {
+		t.Errorf("FromContext after NewContext(b, b2) = %v, want b2", got)
+	}
+}
