@@ -119,7 +119,7 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 
 	task, ok := TaskFromContext(ctx)
 	if !ok {
-		task = newImplicitTask(g, p.c.ID)
+		task = newImplicitTask(ctx, g, p.c.ID)
 		defer func() { _ = task.end(context.WithoutCancel(ctx), "call done") }()
 	}
 	p.ev.Task = task.spec.ID
@@ -216,7 +216,7 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 		}
 		for _, r := range t.Credentials {
 			cred, err := g.cfg.broker.Lease(ctx, credentials.Request{
-				Requirement: r, TaskID: task.spec.ID, Agent: p.ev.Agent, NotAfter: deadline(ctx),
+				Requirement: r, TaskID: task.spec.ID, Agent: p.ev.Agent, NotAfter: task.deadline,
 			})
 			if err != nil {
 				span.AddEvent(EventCredential, trace.WithAttributes(AttrProvider.String(r.Provider), AttrAudience.String(r.Audience), AttrOutcome.String(audit.OutcomeError)))

@@ -46,6 +46,9 @@ type Task struct {
 	g      *Guard
 	spec   TaskSpec
 	cancel context.CancelFunc
+	// deadline is the task context's deadline, the latest any of its
+	// credentials may expire; zero if it has none.
+	deadline time.Time
 	// implicit tasks wrap a call made outside any task; they are not audited
 	// as tasks.
 	implicit bool
@@ -90,6 +93,7 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	t := &Task{g: g, spec: spec, done: make(chan struct{})}
 	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
 	t.cancel = cancel
+	t.deadline, _ = tctx.Deadline()
 
 	if err := g.writeAudit(ctx, t.event(audit.KindTaskStart)); err != nil {
 		cancel()
@@ -112,8 +116,12 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	return tctx, t, nil
 }
 
-func newImplicitTask(g *Guard, callID string) *Task {
-	return &Task{g: g, spec: TaskSpec{ID: "call-" + callID}, implicit: true, done: make(chan struct{})}
+// newImplicitTask makes the task of a call made outside any task; it ends
+// with the call, so the call's deadline is its deadline.
+func newImplicitTask(ctx context.Context, g *Guard, callID string) *Task {
+	t := &Task{g: g, spec: TaskSpec{ID: "call-" + callID}, implicit: true, done: make(chan struct{})}
+	t.deadline, _ = ctx.Deadline()
+	return t
 }
 
 // ID returns the task's ID.
@@ -250,9 +258,3 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// deadline returns the task context's deadline, the latest a credential may
-// live.
-func deadline(ctx context.Context) time.Time {
-	d, _ := ctx.Deadline()
-	return d
-}

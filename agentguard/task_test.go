@@ -248,3 +248,37 @@ func TestCloseRacesStartTask(t *testing.T) {
 		return true
 	})
 }
+
+// TestLeaseBoundByTaskNotCall: a credential never outlives its task's
+// deadline, and short per-call deadlines do not cause a new lease per call.
+func TestLeaseBoundByTaskNotCall(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var leases sync.Map
+	tool := credTool(&leases) // asks for a one-minute TTL
+	parent, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctx, task, err := env.Guard.StartTask(parent, agentguard.TaskSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.End(context.Background())
+	taskDeadline, _ := ctx.Deadline()
+	for range 5 {
+		callCtx, callCancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := env.Guard.Invoke(callCtx, tool, agentguard.Call{})
+		callCancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := env.Provider.Issued(); n != 1 {
+		t.Errorf("issued %d credentials for 5 calls of one task, want 1", n)
+	}
+	leases.Range(func(_, v any) bool {
+		c := v.(*credentials.Credential)
+		if c.ExpiresAt.After(taskDeadline) {
+			t.Errorf("lease expires %v, after the task's deadline %v", c.ExpiresAt, taskDeadline)
+		}
+		return true
+	})
+}

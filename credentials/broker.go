@@ -14,8 +14,11 @@ import (
 var ErrUnknownProvider = errors.New("credentials: unknown provider")
 
 // renewBefore is how long before expiry a cached lease is replaced, so a
-// tool never starts with a credential about to expire.
-const renewBefore = 30 * time.Second
+// tool never starts with a credential about to expire: a tenth of the
+// lease's life, at most 30 seconds.
+func renewBefore(c *Credential) time.Duration {
+	return min(30*time.Second, c.ExpiresAt.Sub(c.IssuedAt)/10)
+}
 
 // Broker leases credentials to tasks. It caches one lease per task and per
 // (provider, audience, sorted scopes), issues a new one when the cached one is
@@ -150,7 +153,7 @@ func fits(c *Credential, req Request, now time.Time) bool {
 	if c.ExpiresAt.IsZero() {
 		return req.NotAfter.IsZero() && req.TTL <= 0
 	}
-	if !now.Add(renewBefore).Before(c.ExpiresAt) {
+	if !now.Add(renewBefore(c)).Before(c.ExpiresAt) {
 		return false
 	}
 	if !req.NotAfter.IsZero() && c.ExpiresAt.After(req.NotAfter) {

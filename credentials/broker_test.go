@@ -281,25 +281,28 @@ func TestLeaseConcurrentManyKeys(t *testing.T) {
 }
 
 func TestLeaseRenewal(t *testing.T) {
-	// The provider's credentials live one minute; the broker replaces a
-	// lease once it is within 30s of expiry.
+	// The broker replaces a lease once it is within a tenth of its life of
+	// expiry, and at most 30s: 30s for a 10-minute lease, 2s for a 20s one.
 	tests := []struct {
 		name    string
+		ttl     time.Duration
 		advance time.Duration
 		renewed bool
 	}{
-		{name: "fresh", advance: 0, renewed: false},
-		{name: "29s later", advance: 29 * time.Second, renewed: false},
-		{name: "29.999s later", advance: 30*time.Second - time.Millisecond, renewed: false},
-		{name: "exactly 30s before expiry", advance: 30 * time.Second, renewed: true},
-		{name: "within 30s", advance: 45 * time.Second, renewed: true},
-		{name: "at expiry", advance: time.Minute, renewed: true},
-		{name: "long after expiry", advance: time.Hour, renewed: true},
+		{name: "fresh", ttl: 10 * time.Minute, advance: 0, renewed: false},
+		{name: "31s before expiry", ttl: 10 * time.Minute, advance: 10*time.Minute - 31*time.Second, renewed: false},
+		{name: "30.001s before expiry", ttl: 10 * time.Minute, advance: 10*time.Minute - 30*time.Second - time.Millisecond, renewed: false},
+		{name: "exactly 30s before expiry", ttl: 10 * time.Minute, advance: 10*time.Minute - 30*time.Second, renewed: true},
+		{name: "within 30s", ttl: 10 * time.Minute, advance: 10*time.Minute - 15*time.Second, renewed: true},
+		{name: "at expiry", ttl: 10 * time.Minute, advance: 10 * time.Minute, renewed: true},
+		{name: "long after expiry", ttl: 10 * time.Minute, advance: time.Hour, renewed: true},
+		{name: "short lease, 3s before expiry", ttl: 20 * time.Second, advance: 17 * time.Second, renewed: false},
+		{name: "short lease, 2s before expiry", ttl: 20 * time.Second, advance: 18 * time.Second, renewed: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
-			p := &clockProvider{prefix: "tok", clock: clock, ttl: time.Minute}
+			p := &clockProvider{prefix: "tok", clock: clock, ttl: tc.ttl}
 			b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now))
 			c1, err := b.Lease(context.Background(), lreq("t", "p", "aud"))
 			if err != nil {
@@ -535,8 +538,8 @@ func TestRevoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Within 30s of a1's expiry: a1 is replaced by a2.
-	clock.Advance(45 * time.Second)
+	// Within a tenth of its life of a1's expiry: a1 is replaced by a2.
+	clock.Advance(55 * time.Second)
 	a2, err := b.Lease(ctx, ttl)
 	if err != nil {
 		t.Fatal(err)
