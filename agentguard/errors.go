@@ -31,12 +31,22 @@ var (
 	ErrUnknownTool = errors.New("agentguard: unknown tool")
 	// ErrInvalidArguments: the arguments are not one JSON object.
 	ErrInvalidArguments = errors.New("agentguard: invalid arguments")
+	// ErrInvalidTool: the tool's description is not usable (bad or reserved
+	// name, no handler, invalid input schema).
+	ErrInvalidTool = errors.New("agentguard: invalid tool")
+	// ErrNoTask: the call carries no task and the guard requires one.
+	ErrNoTask = errors.New("agentguard: call outside any task")
+	// ErrForeignTask: the call's task was started by another guard.
+	ErrForeignTask = errors.New("agentguard: task belongs to another guard")
+	// ErrInternal: a component of the guard panicked.
+	ErrInternal = errors.New("agentguard: internal failure")
 )
 
 // Steps of the pipeline, as named in DenyError.Step, audit records and spans.
 const (
 	StepGuard      = "guard"
 	StepLookup     = "lookup"
+	StepDefinition = "definition"
 	StepArguments  = "arguments"
 	StepTask       = "task"
 	StepIdentify   = "identify"

@@ -3,6 +3,7 @@ package agentguard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ type Guard struct {
 
 	closed    atomic.Bool
 	mu        sync.Mutex
-	tasks     map[*Task]struct{}
+	tasks     map[string]*Task // open tasks by ID
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -37,7 +38,7 @@ type Guard struct {
 // New returns a guard. An identity source and a policy engine are required:
 // without them New fails rather than allow everything.
 func New(opts ...Option) (*Guard, error) {
-	cfg := config{now: time.Now, endTimeout: 10 * time.Second}
+	cfg := config{now: time.Now, endTimeout: 10 * time.Second, approvalTTL: 5 * time.Minute}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -59,19 +60,21 @@ func New(opts ...Option) (*Guard, error) {
 	return &Guard{
 		cfg:    cfg,
 		tracer: cfg.tp.Tracer(instrumentation),
-		tasks:  map[*Task]struct{}{},
+		tasks:  map[string]*Task{},
 	}, nil
 }
 
 // Close ends every task still open (revoking its credentials) and makes
 // every later call fail with ErrClosed. It closes nothing it was given.
-// Close is idempotent; every call returns the first one's error.
+// Close is idempotent; every call returns the first one's error. As with
+// Task.End, revocation does not stop because ctx is cancelled; each task's
+// end is bounded by WithEndTimeout.
 func (g *Guard) Close(ctx context.Context) error {
 	g.closeOnce.Do(func() {
 		g.closed.Store(true)
 		g.mu.Lock()
 		open := make([]*Task, 0, len(g.tasks))
-		for t := range g.tasks {
+		for _, t := range g.tasks {
 			open = append(open, t)
 		}
 		g.mu.Unlock()
@@ -86,19 +89,26 @@ func (g *Guard) Close(ctx context.Context) error {
 	return g.closeErr
 }
 
-func (g *Guard) track(t *Task) bool {
+// track records t as open. Two open tasks may not share an ID: they would
+// share leases and revoke each other's.
+func (g *Guard) track(t *Task) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed.Load() {
-		return false
+		return ErrClosed
 	}
-	g.tasks[t] = struct{}{}
-	return true
+	if _, dup := g.tasks[t.spec.ID]; dup {
+		return fmt.Errorf("agentguard: start task: a task with ID %q is already open", t.spec.ID)
+	}
+	g.tasks[t.spec.ID] = t
+	return nil
 }
 
 func (g *Guard) untrack(t *Task) {
 	g.mu.Lock()
-	delete(g.tasks, t)
+	if g.tasks[t.spec.ID] == t {
+		delete(g.tasks, t.spec.ID)
+	}
 	g.mu.Unlock()
 }
 

@@ -111,7 +111,9 @@ func TestPipelineOrder(t *testing.T) {
 	if _, err := g.Invoke(context.Background(), tool, agentguard.Call{Args: json.RawMessage(`{}`)}); err != nil {
 		t.Fatalf("Invoke: %v", err)
 	}
-	want := []string{"identify", "integrity", "authorize", "approve", "credential", "execute", "record"}
+	// After a granted approval, policy decides again on the task's current
+	// state and with context.approval set.
+	want := []string{"identify", "integrity", "authorize", "approve", "authorize", "credential", "execute", "record"}
 	if !slices.Equal(steps, want) {
 		t.Errorf("steps = %v, want %v", steps, want)
 	}

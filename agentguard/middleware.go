@@ -12,12 +12,13 @@ type Middleware func(next Next) Next
 
 // Middleware returns the guard as a middleware for agent-framework adapters:
 // every call passes the whole pipeline, and next runs only if the guard
-// allows it. t describes the tool to policy; its Handler is not used.
+// allows it. t describes the tool to policy; its Handler is not used. A tool
+// description that is not usable is a denial (ErrInvalidTool).
 func (g *Guard) Middleware() Middleware {
 	return func(next Next) Next {
 		return func(ctx context.Context, t *Tool, call Call) (*Result, error) {
 			if err := t.validate(false); err != nil {
-				return nil, err
+				return g.refuseTool(ctx, t, call, err)
 			}
 			return g.run(ctx, t, call, next)
 		}

@@ -38,13 +38,15 @@ func TestMiddleware(t *testing.T) {
 	if _, err := guarded(context.Background(), drop, agentguard.Call{ID: "2"}); !errors.Is(err, agentguard.ErrDenied) {
 		t.Fatalf("drop_table: %v, want ErrDenied", err)
 	}
-	if _, err := guarded(context.Background(), &agentguard.Tool{Name: "bad name"}, agentguard.Call{}); err == nil {
-		t.Fatal("an invalid tool passed the middleware")
+	if _, err := guarded(context.Background(), &agentguard.Tool{Name: "delegate"}, agentguard.Call{}); !errors.Is(err, agentguard.ErrInvalidTool) || !errors.Is(err, agentguard.ErrDenied) {
+		t.Fatalf("a tool with a reserved name: err = %v, want an ErrInvalidTool denial", err)
 	}
 	if !slices.Equal(ran, []string{`search {"q":"x"}`}) {
 		t.Errorf("next ran for %v", ran)
 	}
-	if evs := env.Audit.Kind(audit.KindToolCall); len(evs) != 2 || evs[0].Decision != audit.Allow || evs[1].Decision != audit.Deny {
+	evs := env.Audit.Kind(audit.KindToolCall)
+	if len(evs) != 3 || evs[0].Decision != audit.Allow || evs[1].Decision != audit.Deny ||
+		evs[2].Step != agentguard.StepDefinition || evs[2].Tool != "delegate" {
 		t.Errorf("audit = %+v", evs)
 	}
 }

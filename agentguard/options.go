@@ -15,17 +15,19 @@ import (
 type Option func(*config)
 
 type config struct {
-	identity   identity.Source
-	engine     policy.Engine
-	broker     Broker
-	approver   Approver
-	integrity  Integrity
-	sink       audit.Sink
-	bestEffort bool
-	tp         trace.TracerProvider
-	logger     *slog.Logger
-	now        func() time.Time
-	endTimeout time.Duration
+	identity    identity.Source
+	engine      policy.Engine
+	broker      Broker
+	approver    Approver
+	integrity   Integrity
+	sink        audit.Sink
+	bestEffort  bool
+	tp          trace.TracerProvider
+	logger      *slog.Logger
+	now         func() time.Time
+	endTimeout  time.Duration
+	requireTask bool
+	approvalTTL time.Duration
 }
 
 // WithIdentity sets where the acting agent's identity comes from. Required.
@@ -66,7 +68,19 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithClock sets the guard's clock, for tests.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-// WithEndTimeout bounds how long ending a task because its context was
-// cancelled may take to revoke credentials and write audit records. The
-// default is 10 seconds.
+// WithApprovalTimeout sets how long an approval request stays valid. An
+// approval that arrives later does not authorize the call. The default is
+// five minutes; the approver is also bound by the call's context.
+func WithApprovalTimeout(d time.Duration) Option { return func(c *config) { c.approvalTTL = d } }
+
+// WithRequireTask denies every call made outside a task with ErrNoTask.
+// Without it such a call gets a task of its own, which starts with no
+// history: no calls, no tools used, no taint. Require tasks when policy
+// relies on task state, so that a context that lost its task cannot wipe it.
+func WithRequireTask() Option { return func(c *config) { c.requireTask = true } }
+
+// WithEndTimeout bounds how long ending a task may take to revoke its
+// credentials and write its audit records. Revocation does not stop because
+// the context given to End or Close is cancelled (a lease left valid is worse
+// than a late return); this bound stops it. The default is 10 seconds.
 func WithEndTimeout(d time.Duration) Option { return func(c *config) { c.endTimeout = d } }

@@ -21,12 +21,25 @@ import (
 	"github.com/agentguard/go-sdk/policy"
 )
 
-// Invoke runs call of tool t through the guard and then t.Handler.
+// Invoke runs call of tool t through the guard and then t.Handler. An
+// invalid tool is a denial (ErrInvalidTool), audited like any other.
 func (g *Guard) Invoke(ctx context.Context, t *Tool, call Call) (*Result, error) {
 	if err := t.validate(true); err != nil {
-		return nil, err
+		return g.refuseTool(ctx, t, call, err)
 	}
 	return g.run(ctx, t, call, runHandler)
+}
+
+// refuseTool denies and audits a call of a tool whose description is not
+// usable.
+func (g *Guard) refuseTool(ctx context.Context, t *Tool, call Call, cause error) (*Result, error) {
+	desc := &Tool{}
+	if t != nil {
+		desc = &Tool{Name: t.Name, Toolset: t.Toolset, Description: t.Description}
+	}
+	ctx, p := g.begin(ctx, desc, call)
+	defer p.span.End()
+	return p.deny(ctx, StepDefinition, "tool description not usable", nil, fmt.Errorf("%w: %w", ErrInvalidTool, cause))
 }
 
 // runHandler executes a tool through its own Handler.
@@ -90,15 +103,29 @@ type call struct {
 	ev    audit.Event
 	start time.Time
 	creds []*credentials.Credential
+	// step is the step under way, for a panic's denial.
+	step string
+	// recorded is set once the audit record was written.
+	recorded bool
 }
 
 // run is the pipeline. exec runs the tool once every step before it passed.
-func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, error) {
+func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (res *Result, err error) {
 	ctx, p := g.begin(ctx, t, c)
 	defer p.span.End()
-	span := p.span
-	start := p.start
+	defer func() {
+		// A panic in any component (identity source, engine, approver,
+		// broker, sink) denies the call and is recorded, never lost.
+		if r := recover(); r != nil {
+			res, err = p.deny(ctx, p.step, "internal failure", nil, fmt.Errorf("%w: panic: %v", ErrInternal, r))
+		}
+	}()
+	return p.steps(ctx, exec)
+}
 
+func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
+	g, t, span := p.g, p.tool, p.span
+	p.step = StepGuard
 	if g.closed.Load() {
 		return p.deny(ctx, StepGuard, "guard closed", nil, ErrClosed)
 	}
@@ -106,6 +133,7 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 		return p.deny(ctx, StepLookup, fmt.Sprintf("call names tool %q", p.c.Name), nil, ErrUnknownTool)
 	}
 
+	p.step = StepArguments
 	args, parsed, err := canonical.JSON(p.c.Args)
 	if err != nil {
 		return p.deny(ctx, StepArguments, "arguments are not valid JSON", nil, fmt.Errorf("%w: %v", ErrInvalidArguments, err))
@@ -117,10 +145,16 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 	p.ev.ArgsDigest = canonical.Digest(args)
 	span.SetAttributes(AttrArgsDigest.String(p.ev.ArgsDigest))
 
+	p.step = StepTask
 	task, ok := TaskFromContext(ctx)
-	if !ok {
-		task = newImplicitTask(ctx, g, p.c.ID)
-		defer func() { _ = task.end(context.WithoutCancel(ctx), "call done") }()
+	switch {
+	case !ok && g.cfg.requireTask:
+		return p.deny(ctx, StepTask, "call outside any task", nil, ErrNoTask)
+	case !ok:
+		task = newImplicitTask(ctx, g)
+		defer func() { _ = task.end(ctx, "call done") }()
+	case task.g != g:
+		return p.deny(ctx, StepTask, "task was started by another guard", nil, ErrForeignTask)
 	}
 	p.ev.Task = task.spec.ID
 	p.ev.OnBehalfOf = task.spec.OnBehalfOf
@@ -131,6 +165,7 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 	}
 
 	// 1. Identify.
+	p.step = StepIdentify
 	id, err := g.cfg.identity.Identity(ctx)
 	if err == nil && id.IsZero() {
 		err = identity.ErrNoIdentity
@@ -146,6 +181,7 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 	}
 
 	// 2. Check integrity.
+	p.step = StepIntegrity
 	if g.cfg.integrity != nil {
 		if err := g.cfg.integrity.Verify(ctx, t); err != nil {
 			return p.deny(ctx, StepIntegrity, "tool definition not trusted", nil, fmt.Errorf("%w: %w", ErrIntegrity, err))
@@ -153,44 +189,22 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 	}
 
 	// 3. Authorize.
+	p.step = StepAuthorize
 	req := &policy.Request{
 		Agent:  id,
 		Tool:   t.policyTool(),
 		Args:   args,
 		Task:   state,
 		CallID: p.c.ID,
-		Time:   start,
+		Time:   p.start,
 	}
-	d, err := g.decide(ctx, req)
-	if err != nil {
-		span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(audit.Deny), AttrReason.String("engine error")))
-		return p.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
-	}
-	p.ev.Policies = d.Policies
-	decision := audit.Deny
-	if d.Allowed {
-		decision = audit.Allow
-	}
-	span.AddEvent(EventAuthorize, trace.WithAttributes(
-		AttrDecision.String(decision),
-		AttrPolicies.StringSlice(d.Policies),
-		AttrRevision.String(d.Revision),
-		AttrReason.String(d.Reason),
-	))
-	span.SetAttributes(AttrPolicies.StringSlice(d.Policies), AttrRevision.String(d.Revision))
-	if !d.Allowed {
-		var cause error
-		if len(d.Errors) > 0 {
-			msgs := make([]string, len(d.Errors))
-			for i, e := range d.Errors {
-				msgs[i] = e.PolicyID + ": " + e.Message
-			}
-			cause = fmt.Errorf("%w: evaluation errors: %s", ErrPolicy, strings.Join(msgs, "; "))
-		}
-		return p.deny(ctx, StepAuthorize, d.Reason, d.Policies, cause)
+	d, denied, err := p.authorize(ctx, req)
+	if denied {
+		return nil, err
 	}
 
 	// 4. Approve.
+	p.step = StepApprove
 	var approval []policy.Obligation
 	for _, o := range d.Obligations {
 		switch o.Name {
@@ -201,52 +215,45 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 		}
 	}
 	if len(approval) > 0 {
-		if res, err, denied := p.approve(ctx, id, task, approval, d.Policies); denied {
-			return res, err
+		a, err := p.approve(ctx, id, task, approval, d.Policies)
+		if err != nil {
+			return nil, err
+		}
+		// Decide again, now: the wait may have been long and the task's
+		// state may have changed, and policy may require the approval
+		// itself (context.approval).
+		p.step = StepAuthorize
+		if req.Task, err = task.snapshot(); err != nil {
+			return p.deny(ctx, StepTask, "task has ended", nil, err)
+		}
+		req.Approval = policy.Approval{Granted: true, Approvers: a.Approvers}
+		d2, denied, err := p.authorize(ctx, req)
+		if denied {
+			return nil, err
+		}
+		for _, o := range d2.Obligations {
+			if o.Name != policy.ObligationApproval {
+				return p.deny(ctx, StepAuthorize, fmt.Sprintf("policy %s sets obligation @%s, which this guard cannot fulfil", o.PolicyID, o.Name), d2.Policies, ErrPolicy)
+			}
 		}
 	}
 
 	// 5. Credential.
+	p.step = StepCredential
 	if len(t.Credentials) > 0 {
-		if g.cfg.broker == nil {
-			return p.deny(ctx, StepCredential, "no credential broker configured", nil, ErrCredential)
-		}
-		if err := task.markLeased(); err != nil {
-			return p.deny(ctx, StepTask, "task has ended", nil, err)
-		}
-		for _, r := range t.Credentials {
-			cred, err := g.cfg.broker.Lease(ctx, credentials.Request{
-				Requirement: r, TaskID: task.spec.ID, Agent: p.ev.Agent, NotAfter: task.deadline,
-			})
-			if err != nil {
-				span.AddEvent(EventCredential, trace.WithAttributes(AttrProvider.String(r.Provider), AttrAudience.String(r.Audience), AttrOutcome.String(audit.OutcomeError)))
-				return p.deny(ctx, StepCredential, fmt.Sprintf("credential %q unavailable", r.Name), nil, fmt.Errorf("%w: %w", ErrCredential, err))
-			}
-			p.creds = append(p.creds, cred)
-			p.ev.Leases = append(p.ev.Leases, cred.LeaseID)
-			span.AddEvent(EventCredential, trace.WithAttributes(
-				AttrLeaseID.String(cred.LeaseID),
-				AttrProvider.String(cred.Provider),
-				AttrAudience.String(cred.Audience),
-				AttrScopes.StringSlice(cred.Scopes),
-				AttrExpiresAt.String(cred.ExpiresAt.UTC().Format(time.RFC3339)),
-				AttrOutcome.String(audit.OutcomeOK),
-			))
-		}
-		if _, err := task.snapshot(); err != nil {
-			// The task ended while leasing: its revocation may have run
-			// before these leases existed, so revoke again.
-			_, _ = g.cfg.broker.Revoke(context.WithoutCancel(ctx), task.spec.ID)
-			return p.deny(ctx, StepTask, "task has ended", nil, err)
+		if res, err, denied := p.lease(ctx, task); denied {
+			return res, err
 		}
 	}
 
 	// 6. Execute.
+	p.step = StepExecute
 	p.ev.Decision = audit.Allow
 	span.SetAttributes(AttrDecision.String(audit.Allow))
 	res, err := p.execute(credentials.NewContext(ctx, p.creds...), exec)
 
 	// 7. Record.
+	p.step = StepAudit
 	var labels []string
 	if res != nil {
 		labels = res.Labels
@@ -275,6 +282,90 @@ func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (*Result, e
 	return res, nil
 }
 
+// authorize decides req and records the decision in the span and event. It
+// reports denied, with the call's error, when the call may not go ahead.
+func (p *call) authorize(ctx context.Context, req *policy.Request) (policy.Decision, bool, error) {
+	span := p.span
+	d, err := p.g.decide(ctx, req)
+	if err != nil {
+		span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(audit.Deny), AttrReason.String("engine error")))
+		_, derr := p.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
+		return d, true, derr
+	}
+	p.ev.Policies = d.Policies
+	decision := audit.Deny
+	if d.Allowed {
+		decision = audit.Allow
+	}
+	span.AddEvent(EventAuthorize, trace.WithAttributes(
+		AttrDecision.String(decision),
+		AttrPolicies.StringSlice(d.Policies),
+		AttrRevision.String(d.Revision),
+		AttrReason.String(d.Reason),
+		AttrApproval.Bool(req.Approval.Granted),
+	))
+	span.SetAttributes(AttrPolicies.StringSlice(d.Policies), AttrRevision.String(d.Revision))
+	if d.Allowed {
+		return d, false, nil
+	}
+	var cause error
+	if len(d.Errors) > 0 {
+		msgs := make([]string, len(d.Errors))
+		for i, e := range d.Errors {
+			msgs[i] = e.PolicyID + ": " + e.Message
+		}
+		cause = fmt.Errorf("%w: evaluation errors: %s", ErrPolicy, strings.Join(msgs, "; "))
+	}
+	_, derr := p.deny(ctx, StepAuthorize, d.Reason, d.Policies, cause)
+	return d, true, derr
+}
+
+// lease gets every credential the tool declares. It reports denied, with
+// the call's return values, when the call may not go ahead.
+func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
+	g, span := p.g, p.span
+	if g.cfg.broker == nil {
+		res, err := p.deny(ctx, StepCredential, "no credential broker configured", nil, ErrCredential)
+		return res, err, true
+	}
+	if err := task.markLeased(); err != nil {
+		res, derr := p.deny(ctx, StepTask, "task has ended", nil, err)
+		return res, derr, true
+	}
+	// Whatever happens below, a task that ended meanwhile may have been
+	// revoked before these leases existed: revoke again.
+	defer func() {
+		if _, err := task.snapshot(); err != nil {
+			task.revokeAgain(ctx)
+		}
+	}()
+	for _, r := range p.tool.Credentials {
+		cred, err := g.cfg.broker.Lease(ctx, credentials.Request{
+			Requirement: r, TaskID: task.spec.ID, Agent: p.ev.Agent, NotAfter: task.deadline,
+		})
+		if err != nil {
+			span.AddEvent(EventCredential, trace.WithAttributes(AttrProvider.String(r.Provider), AttrAudience.String(r.Audience), AttrOutcome.String(audit.OutcomeError)))
+			res, derr := p.deny(ctx, StepCredential, fmt.Sprintf("credential %q unavailable", r.Name), nil, fmt.Errorf("%w: %w", ErrCredential, err))
+			return res, derr, true
+		}
+		p.creds = append(p.creds, cred)
+		p.ev.Leases = append(p.ev.Leases, cred.LeaseID)
+		span.AddEvent(EventCredential, trace.WithAttributes(
+			AttrLeaseID.String(cred.LeaseID),
+			AttrProvider.String(cred.Provider),
+			AttrAudience.String(cred.Audience),
+			AttrScopes.StringSlice(cred.Scopes),
+			AttrExpiresAt.String(cred.ExpiresAt.UTC().Format(time.RFC3339)),
+			AttrOutcome.String(audit.OutcomeOK),
+		))
+	}
+	if _, err := task.snapshot(); err != nil {
+		res, derr := p.deny(ctx, StepTask, "task has ended", nil, err)
+		return res, derr, true
+	}
+	return nil, nil, false
+}
+
 // decide asks the engine about req for the acting agent and then for each
 // agent up its delegation chain: a sub-agent never gets more than the agents
 // that delegated to it. The first denial decides; when all allow, the acting
@@ -300,9 +391,9 @@ func (g *Guard) decide(ctx context.Context, req *policy.Request) (policy.Decisio
 	return d, nil
 }
 
-// approve asks the approver. It reports denied and the call's return values
-// when the call may not go ahead.
-func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, obs []policy.Obligation, policies []string) (*Result, error, bool) {
+// approve asks the approver. A nil error means granted in time; otherwise
+// the call was denied and recorded, and the error is the call's.
+func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, obs []policy.Obligation, policies []string) (Approval, error) {
 	kinds := make([]string, 0, len(obs))
 	for _, o := range obs {
 		kinds = append(kinds, o.Value)
@@ -310,8 +401,8 @@ func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, ob
 	kinds = canonical.SortedSet(kinds)
 	p.ev.Approval = &audit.Approval{Required: true}
 	if p.g.cfg.approver == nil {
-		res, err := p.deny(ctx, StepApprove, "policy requires approval and no approver is configured", policies, ErrApprovalRequired)
-		return res, err, true
+		_, err := p.deny(ctx, StepApprove, "policy requires approval and no approver is configured", policies, ErrApprovalRequired)
+		return Approval{}, err
 	}
 	bound, _ := canonical.Marshal(map[string]any{
 		"tool": p.tool.Name, "args": json.RawMessage(p.c.Args), "task": task.spec.ID, "agent": id.String(),
@@ -325,25 +416,29 @@ func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, ob
 		Digest:    canonical.Digest(bound),
 		Kind:      strings.Join(kinds, ","),
 		Policies:  policies,
-		ExpiresAt: p.g.cfg.now().Add(5 * time.Minute),
+		ExpiresAt: p.g.cfg.now().Add(p.g.cfg.approvalTTL),
 	}
 	a, err := p.g.cfg.approver.Approve(ctx, req)
 	p.ev.Approval.Granted = err == nil && a.Granted
 	p.ev.Approval.Approvers = a.Approvers
 	p.span.AddEvent(EventApprove, trace.WithAttributes(AttrApproval.Bool(p.ev.Approval.Granted), AttrApprovers.StringSlice(a.Approvers)))
-	if err != nil {
-		res, derr := p.deny(ctx, StepApprove, "approver failed", policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
-		return res, derr, true
-	}
-	if !a.Granted {
+	switch {
+	case err != nil:
+		_, derr := p.deny(ctx, StepApprove, "approver failed", policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
+		return a, derr
+	case !a.Granted:
 		reason := "approval refused"
 		if a.Reason != "" {
 			reason += ": " + a.Reason
 		}
-		res, derr := p.deny(ctx, StepApprove, reason, policies, ErrApprovalRequired)
-		return res, derr, true
+		_, derr := p.deny(ctx, StepApprove, reason, policies, ErrApprovalRequired)
+		return a, derr
+	case !p.g.cfg.now().Before(req.ExpiresAt):
+		p.ev.Approval.Granted = false
+		_, derr := p.deny(ctx, StepApprove, "approval came after the request expired", policies, ErrApprovalRequired)
+		return a, derr
 	}
-	return nil, nil, false
+	return a, nil
 }
 
 // execute runs the tool, turning a panic into an error so that the call is
@@ -358,6 +453,8 @@ func (p *call) execute(ctx context.Context, exec Next) (res *Result, err error) 
 }
 
 // deny ends a refused call: it records the denial and returns a *DenyError.
+// If the call's record was already written (a panic in the sink or after
+// it), it is not written twice.
 func (p *call) deny(ctx context.Context, step, reason string, policies []string, cause error) (*Result, error) {
 	p.ev.Decision = audit.Deny
 	p.ev.Outcome = audit.OutcomeDenied
@@ -372,24 +469,21 @@ func (p *call) deny(ctx context.Context, step, reason string, policies []string,
 	p.span.SetAttributes(AttrDecision.String(audit.Deny), AttrStep.String(step), AttrReason.String(reason),
 		attribute.String(string(semconv.ErrorTypeKey), "agentguard.denied"))
 	p.span.SetStatus(codes.Error, msg)
+	if p.recorded {
+		return nil, derr
+	}
 	if aerr := p.finish(ctx); aerr != nil {
 		return nil, errors.Join(derr, aerr)
 	}
 	return nil, derr
 }
 
-// finish writes the call's audit record.
+// finish writes the call's audit record, once.
 func (p *call) finish(ctx context.Context) error {
+	p.recorded = true
 	p.ev.Duration = p.g.cfg.now().Sub(p.start)
 	return p.g.writeAudit(ctx, p.ev)
 }
 
 // scrub removes the values of the call's credentials from s.
-func (p *call) scrub(s string) string {
-	for _, c := range p.creds {
-		if v := c.Secret.Reveal(); len(v) >= 4 {
-			s = strings.ReplaceAll(s, v, credentials.Redacted)
-		}
-	}
-	return s
-}
+func (p *call) scrub(s string) string { return credentials.Scrub(s, p.creds...) }

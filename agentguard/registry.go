@@ -3,7 +3,6 @@ package agentguard
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/agentguard/go-sdk/policy"
@@ -42,30 +41,44 @@ func (r *Registry) Register(tools ...*Tool) error {
 		seen[t.Name] = true
 	}
 	for _, t := range tools {
-		c := *t
-		c.Labels = slices.Clone(t.Labels)
-		c.OutputLabels = slices.Clone(t.OutputLabels)
-		c.Credentials = slices.Clone(t.Credentials)
+		c := t.clone()
 		if c.Toolset == "" {
 			c.Toolset = r.toolset
 		}
-		r.tools[c.Name] = &c
+		r.tools[c.Name] = c
 		r.order = append(r.order, c.Name)
 	}
 	return nil
 }
 
-// Lookup returns the registered tool of that name.
+// Lookup returns a copy of the registered tool of that name: changing it
+// changes nothing in the registry.
 func (r *Registry) Lookup(name string) (*Tool, bool) {
+	t, ok := r.lookup(name)
+	if !ok {
+		return nil, false
+	}
+	return t.clone(), true
+}
+
+func (r *Registry) lookup(name string) (*Tool, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	t, ok := r.tools[name]
 	return t, ok
 }
 
-// Tools returns every registered tool, in registration order, whether or
-// not the current agent may call it.
+// Tools returns copies of every registered tool, in registration order,
+// whether or not the current agent may call them.
 func (r *Registry) Tools() []*Tool {
+	out := r.registered()
+	for i, t := range out {
+		out[i] = t.clone()
+	}
+	return out
+}
+
+func (r *Registry) registered() []*Tool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]*Tool, len(r.order))
@@ -78,7 +91,7 @@ func (r *Registry) Tools() []*Tool {
 // Call runs call of the tool named call.Name through the guard. An unknown
 // tool is denied (and audited) with ErrUnknownTool.
 func (r *Registry) Call(ctx context.Context, call Call) (*Result, error) {
-	t, ok := r.Lookup(call.Name)
+	t, ok := r.lookup(call.Name)
 	if !ok {
 		return r.unknown(ctx, call)
 	}
@@ -91,9 +104,10 @@ func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 	return p.deny(ctx, StepLookup, "no tool of that name is registered", nil, ErrUnknownTool)
 }
 
-// List returns the tools the current agent may call with some arguments in
-// the current task, in registration order: an agent never sees a tool policy
-// will always refuse it. It is a convenience for building the model's tool
+// List returns copies of the tools the current agent may call with some
+// arguments in the current task, in registration order: an agent never sees
+// a tool that policy will always refuse, nor one whose definition fails the
+// integrity check (its description is what a model reads). It is a convenience for building the model's tool
 // list, not a grant: every call is still authorized in full.
 //
 // Conditions on context.args and context.approval are ignored when listing:
@@ -116,14 +130,17 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 	}
 	now := r.g.cfg.now()
 	var out []*Tool
-	for _, t := range r.Tools() {
+	for _, t := range r.registered() {
+		if r.g.cfg.integrity != nil && r.g.cfg.integrity.Verify(ctx, t) != nil {
+			continue
+		}
 		d, err := r.g.decide(ctx, &policy.Request{
 			Agent: id, Tool: t.policyTool(), Task: state, Time: now, Listing: true,
 		})
 		if err != nil || !d.Allowed {
 			continue // fail closed: a tool policy cannot vouch for stays hidden
 		}
-		out = append(out, t)
+		out = append(out, t.clone())
 	}
 	return out, nil
 }

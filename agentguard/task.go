@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/internal/canonical"
 	"github.com/agentguard/go-sdk/policy"
 )
@@ -109,17 +111,23 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	t.mu.Lock()
 	t.stop = stop
 	t.mu.Unlock()
-	if !g.track(t) {
-		_ = t.end(context.WithoutCancel(ctx), "guard closed")
-		return ctx, nil, ErrClosed
+	if err := g.track(t); err != nil {
+		_ = t.end(ctx, "not started: "+err.Error())
+		return ctx, nil, err
+	}
+	select {
+	case <-t.done: // ctx was cancelled while the task started
+		return ctx, nil, fmt.Errorf("agentguard: start task: %w", context.Cause(ctx))
+	default:
 	}
 	return tctx, t, nil
 }
 
 // newImplicitTask makes the task of a call made outside any task; it ends
-// with the call, so the call's deadline is its deadline.
-func newImplicitTask(ctx context.Context, g *Guard, callID string) *Task {
-	t := &Task{g: g, spec: TaskSpec{ID: "call-" + callID}, implicit: true, done: make(chan struct{})}
+// with the call, so the call's deadline is its deadline. Its ID is random,
+// never derived from the call's ID, which the model chooses.
+func newImplicitTask(ctx context.Context, g *Guard) *Task {
+	t := &Task{g: g, spec: TaskSpec{ID: newID("call-task-")}, implicit: true, done: make(chan struct{})}
 	t.deadline, _ = ctx.Deadline()
 	return t
 }
@@ -144,11 +152,15 @@ func (t *Task) Taint() []string {
 	return slices.Clone(t.taint)
 }
 
-// End ends the task: later calls with its context are denied, its context is
-// cancelled, every credential leased to it is revoked, and the revocations
-// and the end are audited. End may be called more than once and from many
-// goroutines; every call returns the first one's error. A failed revocation
-// is in the error, never dropped.
+// End ends the task: later calls with its context are denied, every
+// credential leased to it is revoked, the revocations and the end are
+// audited, and its context is cancelled. End may be called more than once
+// and from many goroutines; every call returns the first one's error. A
+// failed revocation is in the error, never dropped.
+//
+// Revocation does not stop because ctx is cancelled (a lease left valid is
+// worse than a late return), so End works with the task's own context, even
+// after its deadline; WithEndTimeout bounds it.
 func (t *Task) End(ctx context.Context) error {
 	return t.end(ctx, "ended")
 }
@@ -156,6 +168,8 @@ func (t *Task) End(ctx context.Context) error {
 func (t *Task) end(ctx context.Context, why string) error {
 	t.endOnce.Do(func() {
 		defer close(t.done)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.g.cfg.endTimeout)
+		defer cancel()
 		t.mu.Lock()
 		if t.stop != nil {
 			t.stop()
@@ -163,29 +177,14 @@ func (t *Task) end(ctx context.Context, why string) error {
 		t.ended = true
 		leased := t.leased
 		t.mu.Unlock()
-		// The task's context is cancelled last: callers often pass it to
-		// End, and revocation must not be cut short by End itself.
+		// The task's context is cancelled last, so that calls still under
+		// way are not cut short before their leases are revoked.
 		if t.cancel != nil {
 			defer t.cancel()
 		}
 		var errs []error
-		if leased && t.g.cfg.broker != nil {
-			revs, err := t.g.cfg.broker.Revoke(ctx, t.spec.ID)
-			for _, r := range revs {
-				ev := t.event(audit.KindCredentialRevoke)
-				ev.Leases = []string{r.Credential.LeaseID}
-				ev.Outcome = audit.OutcomeOK
-				if r.Err != nil {
-					ev.Outcome = audit.OutcomeError
-					ev.Error = r.Err.Error()
-				}
-				if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
-					errs = append(errs, aerr)
-				}
-			}
-			if err != nil {
-				errs = append(errs, err)
-			}
+		if leased {
+			errs = t.revoke(ctx)
 		}
 		if !t.implicit {
 			ev := t.event(audit.KindTaskEnd)
@@ -204,6 +203,52 @@ func (t *Task) end(ctx context.Context, why string) error {
 	})
 	<-t.done
 	return t.endErr
+}
+
+// revoke revokes every lease of the task through the broker and audits each
+// revocation. It returns the failures. Error text is scrubbed of the
+// credential's value, since it comes from the provider.
+func (t *Task) revoke(ctx context.Context) []error {
+	if t.g.cfg.broker == nil {
+		return nil
+	}
+	var errs []error
+	revs, err := t.g.cfg.broker.Revoke(ctx, t.spec.ID)
+	for _, r := range revs {
+		ev := t.event(audit.KindCredentialRevoke)
+		ev.Leases = []string{r.Credential.LeaseID}
+		ev.Outcome = audit.OutcomeOK
+		if r.Err != nil {
+			ev.Outcome = audit.OutcomeError
+			ev.Error = credentials.Scrub(r.Err.Error(), r.Credential)
+		}
+		if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
+			errs = append(errs, aerr)
+		}
+	}
+	if err != nil {
+		errs = append(errs, errors.New(credentials.Scrub(err.Error(), credentialsOf(revs)...)))
+	}
+	return errs
+}
+
+// revokeAgain revokes leases made for a task that ended while they were
+// being made, whose own revocation may have run before they existed.
+func (t *Task) revokeAgain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.g.cfg.endTimeout)
+	defer cancel()
+	if errs := t.revoke(ctx); len(errs) > 0 {
+		t.g.cfg.logger.LogAttrs(ctx, slog.LevelError, "agentguard: revoking leases of an ended task failed",
+			slog.String("task", t.spec.ID), slog.String("error", errors.Join(errs...).Error()))
+	}
+}
+
+func credentialsOf(revs []credentials.Revocation) []*credentials.Credential {
+	out := make([]*credentials.Credential, len(revs))
+	for i, r := range revs {
+		out[i] = r.Credential
+	}
+	return out
 }
 
 func (t *Task) event(k audit.Kind) audit.Event {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/internal/canonical"
@@ -110,6 +111,19 @@ func (t *Tool) validate(needHandler bool) error {
 		seen[c.Name] = true
 	}
 	return nil
+}
+
+// clone returns a copy of t that shares no slice with it.
+func (t *Tool) clone() *Tool {
+	c := *t
+	c.InputSchema = slices.Clone(t.InputSchema)
+	c.Labels = slices.Clone(t.Labels)
+	c.OutputLabels = slices.Clone(t.OutputLabels)
+	c.Credentials = slices.Clone(t.Credentials)
+	for i := range c.Credentials {
+		c.Credentials[i].Scopes = slices.Clone(c.Credentials[i].Scopes)
+	}
+	return &c
 }
 
 // Fingerprint is "sha256:<hex>" over the canonical JSON of the tool's name,

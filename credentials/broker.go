@@ -21,7 +21,7 @@ func renewBefore(c *Credential) time.Duration {
 }
 
 // Broker leases credentials to tasks. It caches one lease per task and per
-// (provider, audience, sorted scopes), issues a new one when the cached one is
+// (agent, provider, audience, sorted scopes), issues a new one when the cached one is
 // near expiry, and revokes every lease of a task when asked. Concurrent
 // requests for the same lease cause one issuance. A Broker is safe for
 // concurrent use; its zero value is not usable, use NewBroker.

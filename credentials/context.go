@@ -4,19 +4,12 @@ import "context"
 
 type ctxKey struct{}
 
-// NewContext returns a context that carries creds, found by name with
-// FromContext. The guard calls it before running a tool; agent code rarely
-// needs to.
+// NewContext returns a context that carries exactly creds, found by name
+// with FromContext. Credentials carried by ctx are not visible through the
+// new context: a tool called from inside another tool sees only its own.
+// The guard calls it before running every tool; agent code rarely needs to.
 func NewContext(ctx context.Context, creds ...*Credential) context.Context {
-	if len(creds) == 0 {
-		return ctx
-	}
 	m := make(map[string]*Credential, len(creds))
-	if prev, ok := ctx.Value(ctxKey{}).(map[string]*Credential); ok {
-		for k, v := range prev {
-			m[k] = v
-		}
-	}
 	for _, c := range creds {
 		m[c.Name] = c
 	}

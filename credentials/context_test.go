@@ -17,12 +17,10 @@ func TestContext(t *testing.T) {
 	if got, ok := credentials.FromContext(bg, "a"); ok || got != nil {
 		t.Errorf("FromContext(empty) = %v, %v", got, ok)
 	}
-	if ctx := credentials.NewContext(bg); ctx != bg {
-		t.Error("NewContext without credentials made a new context")
-	}
 
 	outer := credentials.NewContext(bg, a, b)
 	inner := credentials.NewContext(outer, b2, c)
+	none := credentials.NewContext(outer)
 
 	tests := []struct {
 		name string
@@ -33,9 +31,10 @@ func TestContext(t *testing.T) {
 		{name: "outer a", ctx: outer, key: "a", want: a},
 		{name: "outer b", ctx: outer, key: "b", want: b},
 		{name: "outer has no c", ctx: outer, key: "c", want: nil},
-		{name: "inner keeps outer a", ctx: inner, key: "a", want: a},
-		{name: "inner overrides b", ctx: inner, key: "b", want: b2},
-		{name: "inner adds c", ctx: inner, key: "c", want: c},
+		{name: "inner hides outer a", ctx: inner, key: "a", want: nil},
+		{name: "inner has its own b", ctx: inner, key: "b", want: b2},
+		{name: "inner has c", ctx: inner, key: "c", want: c},
+		{name: "empty set hides outer", ctx: none, key: "a", want: nil},
 		{name: "unknown name", ctx: inner, key: "zzz", want: nil},
 		{name: "empty name", ctx: inner, key: "", want: nil},
 		{name: "derived context", ctx: context.WithValue(inner, struct{}{}, 1), key: "c", want: c},

@@ -24,11 +24,13 @@ type Requirement struct {
 	TTL time.Duration
 }
 
-// key identifies a requirement for caching: provider, audience and sorted scopes.
-func (r Requirement) key() string {
+// key identifies a lease for caching within a task: agent, provider,
+// audience and sorted scopes. The agent is part of it so that a sub-agent
+// working on a delegated task never receives its parent's lease.
+func (r Request) key() string {
 	s := slices.Clone(r.Scopes)
 	slices.Sort(s)
-	return r.Provider + "\x00" + r.Audience + "\x00" + strings.Join(slices.Compact(s), " ")
+	return r.Agent + "\x00" + r.Provider + "\x00" + r.Audience + "\x00" + strings.Join(slices.Compact(s), " ")
 }
 
 // Request is what a Provider is asked to issue.

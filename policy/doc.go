@@ -17,7 +17,7 @@
 //     read_only, destructive, idempotent, open_world, risk (Long 0-3) and
 //     labels (Set of String);
 //   - context args (the arguments: objects are records, arrays sets,
-//     integers Long, other numbers decimal), task {id, purpose, sensitivity
+//     integers Long, other numbers decimal; see below), task {id, purpose, sensitivity
 //     (Long 0 public to 3 restricted), labels, calls, tools_used, taint},
 //     delegation {depth, chain, on_behalf_of}, approval {granted, approvers}
 //     and request {time, call_id}.
@@ -29,6 +29,19 @@
 //
 // Any evaluation error denies the call: a policy that could not be evaluated
 // might have been a forbid.
+//
+// Arguments map to Cedar as faithfully as Cedar allows. Cedar has no lists,
+// so an array becomes a set: order and repeats are lost, and a policy cannot
+// tell ["mv","a","b"] from ["mv","b","a"]; keep order-sensitive values in
+// strings or objects. A null member is left out (Cedar has no null). A
+// number that is neither a Long nor a decimal with at most four fractional
+// digits is an error, so the call is denied rather than judged on a rounded
+// value.
+//
+// For a listing (Request.Listing), the engine asks whether some arguments
+// could allow the call: a when or unless clause that reads context.args or
+// context.approval is dropped from a permit and drops a forbid. Put conditions
+// on the task in clauses of their own so that they still hide tools.
 //
 // Package policytest has fake engines for agent authors' unit tests.
 package policy

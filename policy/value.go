@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
@@ -57,6 +58,13 @@ func jsonToCedar(v any) (cedar.Value, error) {
 func numberToCedar(n json.Number) (cedar.Value, error) {
 	if i, err := n.Int64(); err == nil {
 		return cedar.Long(i), nil
+	}
+	// A huge exponent makes big.Rat slow (1e999999 takes tens of ms) and
+	// can never fit a Long or a decimal anyway.
+	if i := strings.IndexAny(n.String(), "eE"); i >= 0 {
+		if e, err := strconv.Atoi(n.String()[i+1:]); err != nil || e > 40 || e < -40 {
+			return nil, fmt.Errorf("number %s is not representable in policy", n)
+		}
 	}
 	r, ok := new(big.Rat).SetString(n.String())
 	if !ok {

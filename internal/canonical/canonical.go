@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -83,6 +84,7 @@ func (d *decoder) value() (any, error) {
 			d.i++
 			return obj, nil
 		}
+		folded := map[string]string{}
 		for {
 			d.space()
 			key, err := d.str()
@@ -92,6 +94,14 @@ func (d *decoder) value() (any, error) {
 			if _, dup := obj[key]; dup {
 				return nil, fmt.Errorf("repeated object key %q", key)
 			}
+			// encoding/json matches struct fields without regard to case
+			// (with Unicode folding: "ſ" is "s"), and the last match wins,
+			// so keys equal under folding are repeats to a Go tool.
+			f := fold(key)
+			if prev, dup := folded[f]; dup {
+				return nil, fmt.Errorf("object keys %q and %q differ only in case", prev, key)
+			}
+			folded[f] = key
 			d.space()
 			d.i++ // ':'
 			v, err := d.value()
@@ -145,6 +155,31 @@ func (d *decoder) value() (any, error) {
 		}
 		return json.Number(d.b[start:d.i]), nil
 	}
+}
+
+// fold maps s to one representative of its case-folding class, so that
+// strings.EqualFold(a, b) implies fold(a) == fold(b).
+func fold(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s) // an ASCII letter's orbit starts upper case
+	}
+	var b strings.Builder
+	for _, r := range s {
+		// The smallest rune of r's simple-fold orbit.
+		low := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			low = min(low, f)
+		}
+		b.WriteRune(low)
+	}
+	return b.String()
 }
 
 // str decodes the string starting at d.i.

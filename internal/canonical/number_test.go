@@ -41,3 +41,23 @@ func TestParseOnlyJSONWhitespaceIsEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRefusesCaseFoldedKeys: encoding/json gives a struct field the
+// last key that matches it without regard to case, so such keys are repeats.
+func TestParseRefusesCaseFoldedKeys(t *testing.T) {
+	for _, in := range []string{
+		`{"host":1,"HOST":2}`,
+		`{"host":1,"ho\u017ft":2}`, // ſ folds to s
+		`{"kind":1,"\u212aind":2}`, // Kelvin sign folds to k
+		`{"a":{"Id":1,"iD":2}}`,
+	} {
+		if _, err := Parse([]byte(in)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Parse(%s) err = %v, want ErrInvalid", in, err)
+		}
+	}
+	for _, in := range []string{`{"a":1,"b":2}`, `{"é":1,"e":2}`, `{"a":{"x":1},"b":{"x":2}}`} {
+		if _, err := Parse([]byte(in)); err != nil {
+			t.Errorf("Parse(%s) = %v, want it accepted", in, err)
+		}
+	}
+}
