@@ -35,12 +35,18 @@ func Scrub(s string, creds ...*Credential) string {
 }
 
 func forms(v string) []string {
-	j, _ := json.Marshal(v)
+	j, _ := json.Marshal(v) // escapes <, > and & too
+	var plain strings.Builder
+	enc := json.NewEncoder(&plain)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	p := strings.TrimSuffix(plain.String(), "\n")
 	return []string{
 		v,
 		url.QueryEscape(v),
 		url.PathEscape(v),
 		string(j[1 : len(j)-1]),
+		p[1 : len(p)-1],
 		base64.StdEncoding.EncodeToString([]byte(v)),
 		base64.RawStdEncoding.EncodeToString([]byte(v)),
 		base64.URLEncoding.EncodeToString([]byte(v)),
