@@ -152,3 +152,37 @@ func TestSecretFormatting(t *testing.T) {
 		t.Error("Reveal lost the value")
 	}
 }
+
+// TestDenyErrorScrubbed: a denial after a credential was leased, whose cause
+// echoes that credential, returns an error without the value that still
+// matches its sentinels.
+func TestDenyErrorScrubbed(t *testing.T) {
+	inner := credentials.NewBroker(credentials.WithProvider(agentguardtest.StaticProvider, credentials.NewStaticProvider(canary)))
+	var first *credentials.Credential
+	b := brokerFunc{
+		lease: func(ctx context.Context, r credentials.Request) (*credentials.Credential, error) {
+			if r.Name == "second" {
+				return nil, fmt.Errorf("upstream refused, earlier token was %s", first.Secret.Reveal())
+			}
+			c, err := inner.Lease(ctx, r)
+			first = c
+			return c, err
+		},
+		revoke: inner.Revoke,
+	}
+	env := agentguardtest.New(t, nil, "unused", agentguard.WithBroker(b))
+	tool := &agentguard.Tool{Name: "t", Credentials: []credentials.Requirement{
+		{Name: "first", Provider: agentguardtest.StaticProvider},
+		{Name: "second", Provider: agentguardtest.StaticProvider, Audience: "other"},
+	}, Handler: func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }}
+	_, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{})
+	if !errors.Is(err, agentguard.ErrCredential) || first == nil {
+		t.Fatalf("err = %v, want an ErrCredential denial after a first lease", err)
+	}
+	if strings.Contains(err.Error(), canary) || !strings.Contains(err.Error(), credentials.Redacted) {
+		t.Errorf("error = %q, want the value redacted", err)
+	}
+	if e, _ := env.Audit.Last(); strings.Contains(e.Error, canary) {
+		t.Errorf("audit error leaked: %q", e.Error)
+	}
+}

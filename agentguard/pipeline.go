@@ -459,12 +459,18 @@ func (p *call) deny(ctx context.Context, step, reason string, policies []string,
 	p.ev.Decision = audit.Deny
 	p.ev.Outcome = audit.OutcomeDenied
 	p.ev.Step = step
-	p.ev.Reason = reason
 	if policies != nil {
 		p.ev.Policies = policies
 	}
+	reason = p.scrub(reason)
+	if cause != nil && len(p.creds) > 0 {
+		if m := p.scrub(cause.Error()); m != cause.Error() {
+			cause = &scrubbedError{msg: m, err: cause}
+		}
+	}
 	derr := &DenyError{Tool: p.tool.Name, CallID: p.c.ID, Step: step, Policies: slices.Clone(p.ev.Policies), Reason: reason, Err: cause}
-	msg := p.scrub(derr.Error())
+	msg := derr.Error()
+	p.ev.Reason = reason
 	p.ev.Error = msg
 	p.span.SetAttributes(AttrDecision.String(audit.Deny), AttrStep.String(step), AttrReason.String(reason),
 		attribute.String(string(semconv.ErrorTypeKey), "agentguard.denied"))
@@ -477,6 +483,16 @@ func (p *call) deny(ctx context.Context, step, reason string, policies []string,
 	}
 	return nil, derr
 }
+
+// scrubbedError shows a cause with the call's credential values removed;
+// errors.Is and errors.As still see the cause.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // finish writes the call's audit record, once.
 func (p *call) finish(ctx context.Context) error {

@@ -273,23 +273,7 @@ func TestLoadFiles(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := policy.LoadFiles(tc.paths...)
-			if tc.wantErr != nil {
-				if err == nil {
-					t.Fatalf("LoadFiles succeeded with %q, want error", s.IDs())
-				}
-				for _, w := range tc.wantErr {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q does not contain %q", err, w)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.IDs(); !reflect.DeepEqual(got, tc.ids) {
-				t.Errorf("IDs = %q, want %q", got, tc.ids)
-			}
+			checkLoaded(t, "LoadFiles", s, err, tc.wantErr, tc.ids)
 			if tc.digest != "" && s.Digest() != tc.digest {
 				t.Errorf("Digest = %s, want %s", s.Digest(), tc.digest)
 			}
@@ -370,23 +354,7 @@ func TestLoadFS(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := policy.LoadFS(tc.fsys)
-			if tc.wantErr != nil {
-				if err == nil {
-					t.Fatalf("LoadFS succeeded with %q, want error", s.IDs())
-				}
-				for _, w := range tc.wantErr {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q does not contain %q", err, w)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.IDs(); !reflect.DeepEqual(got, tc.ids) {
-				t.Errorf("IDs = %q, want %q", got, tc.ids)
-			}
+			checkLoaded(t, "LoadFS", s, err, tc.wantErr, tc.ids)
 		})
 	}
 }
@@ -414,5 +382,28 @@ func TestLoadFSMatchesLoadFiles(t *testing.T) {
 	}
 	if _, err := policy.LoadFS(os.DirFS(filepath.Join(dir, "does-not-exist"))); err == nil {
 		t.Error("LoadFS of a missing directory succeeded")
+	}
+}
+
+// checkLoaded asserts the outcome of a load: an error containing every
+// string of wantErr, or else a set with exactly ids.
+func checkLoaded(t *testing.T, what string, s *policy.Set, err error, wantErr, ids []string) {
+	t.Helper()
+	if wantErr != nil {
+		if err == nil {
+			t.Fatalf("%s succeeded with %q, want error", what, s.IDs())
+		}
+		for _, w := range wantErr {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not contain %q", err, w)
+			}
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.IDs(); !reflect.DeepEqual(got, ids) {
+		t.Errorf("IDs = %q, want %q", got, ids)
 	}
 }
