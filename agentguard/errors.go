@@ -40,6 +40,9 @@ var (
 	ErrForeignTask = errors.New("agentguard: task belongs to another guard")
 	// ErrInternal: a component of the guard panicked.
 	ErrInternal = errors.New("agentguard: internal failure")
+	// ErrDelegation: a handoff between agents was refused, or a call came
+	// with a delegation that does not hold for the calling agent.
+	ErrDelegation = errors.New("agentguard: delegation refused")
 )
 
 // Steps of the pipeline, as named in DenyError.Step, audit records and spans.
@@ -56,6 +59,8 @@ const (
 	StepCredential = "credential"
 	StepExecute    = "execute"
 	StepAudit      = "audit"
+	// StepDelegate checks a delegation: its depth, its handoff proof.
+	StepDelegate = "delegate"
 )
 
 // DenyError is the error of a call the guard refused. The tool did not run,
@@ -116,3 +121,49 @@ func (e *ToolError) Error() string {
 
 // Unwrap returns the tool's error.
 func (e *ToolError) Unwrap() error { return e.err }
+
+// DelegationError is the error of a handoff between agents that the guard
+// refused: Delegate and Handoff on the delegating side, AcceptHandoff on the
+// receiving side. It matches ErrDenied and its cause.
+type DelegationError struct {
+	// From is the delegating agent (with its own chain), when known.
+	From string
+	// To is the agent the task was to be handed to.
+	To string
+	// Step is the step that refused: identify, task, delegate, authorize
+	// or audit.
+	Step     string
+	Policies []string
+	Reason   string
+	// Err is the cause: ErrDelegation, ErrPolicy, ErrNoIdentity, ... wrapping
+	// any underlying error. Nil for a plain policy denial.
+	Err error
+}
+
+// Error describes the denial. It never contains a token.
+func (e *DelegationError) Error() string {
+	var b strings.Builder
+	from := e.From
+	if from == "" {
+		from = "an unidentified agent"
+	}
+	fmt.Fprintf(&b, "agentguard: delegation from %s to %s denied at %s", from, e.To, e.Step)
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	if len(e.Policies) > 0 {
+		fmt.Fprintf(&b, " (policies: %s)", strings.Join(e.Policies, ", "))
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Is reports true for ErrDenied.
+func (e *DelegationError) Is(target error) bool { return target == ErrDenied }
+
+// Unwrap returns the cause.
+func (e *DelegationError) Unwrap() error { return e.Err }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,12 @@ func New(opts ...Option) (*Guard, error) {
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
+	}
+	if !cfg.depthSet {
+		cfg.maxDepth = DefaultMaxDelegationDepth
+	}
+	if cfg.bundles == nil {
+		cfg.bundles, _ = cfg.identity.(jwtbundle.Source)
 	}
 	if cfg.sink == nil {
 		cfg.sink = audit.NewSlogSink(cfg.logger)

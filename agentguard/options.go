@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentguard/go-sdk/audit"
@@ -28,7 +29,27 @@ type config struct {
 	endTimeout  time.Duration
 	requireTask bool
 	approvalTTL time.Duration
+	maxDepth    int
+	depthSet    bool
+	bundles     jwtbundle.Source
 }
+
+// DefaultMaxDelegationDepth is how many agents may stand between the root
+// agent and the one acting, unless WithMaxDelegationDepth says otherwise.
+const DefaultMaxDelegationDepth = 4
+
+// WithMaxDelegationDepth bounds delegation chains: a call, handoff or
+// accepted handoff whose chain of delegating agents is longer than n is
+// denied. Zero forbids delegation altogether.
+func WithMaxDelegationDepth(n int) Option {
+	return func(c *config) { c.maxDepth, c.depthSet = max(n, 0), true }
+}
+
+// WithTrustBundles sets the SPIFFE JWT bundles that verify handoffs from
+// agents in other processes (AcceptHandoff). Without it, the identity
+// source is used when it is a jwtbundle.Source, as identity.SPIFFEAgent
+// and identity.DevAgent are.
+func WithTrustBundles(b jwtbundle.Source) Option { return func(c *config) { c.bundles = b } }
 
 // WithIdentity sets where the acting agent's identity comes from. Required.
 func WithIdentity(s identity.Source) Option { return func(c *config) { c.identity = s } }

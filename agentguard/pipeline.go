@@ -166,12 +166,12 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 
 	// 1. Identify.
 	p.step = StepIdentify
-	id, err := g.cfg.identity.Identity(ctx)
-	if err == nil && id.IsZero() {
-		err = identity.ErrNoIdentity
-	}
+	id, reason, err := g.identify(ctx)
 	if err != nil {
-		return p.deny(ctx, StepIdentify, "agent identity unavailable", nil, fmt.Errorf("%w: %w", ErrNoIdentity, err))
+		if id.ID.IsZero() == false {
+			p.ev.Agent = id.ID.String()
+		}
+		return p.deny(ctx, StepIdentify, reason, nil, err)
 	}
 	p.ev.Agent = id.ID.String()
 	p.ev.Chain = id.ChainStrings()

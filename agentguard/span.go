@@ -23,6 +23,8 @@ const (
 	AttrApproval   = attribute.Key("agentguard.approval.granted")
 	AttrApprovers  = attribute.Key("agentguard.approval.approvers")
 	AttrOutcome    = attribute.Key("agentguard.outcome")
+	AttrDelegatee  = attribute.Key("agentguard.delegatee")
+	AttrHops       = attribute.Key("agentguard.handoff.hops")
 )
 
 // Span event names.

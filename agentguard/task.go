@@ -73,7 +73,7 @@ type taskKey struct{}
 // TaskFromContext returns the task ctx carries, if any.
 func TaskFromContext(ctx context.Context) (*Task, bool) {
 	t, ok := ctx.Value(taskKey{}).(*Task)
-	return t, ok
+	return t, ok && t != nil
 }
 
 // StartTask starts a task and returns a context that carries it. Calls made
@@ -92,6 +92,14 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 		spec.ID = newID("task-")
 	}
 	spec.Labels = canonical.SortedSet(spec.Labels)
+	if d := delegationFrom(ctx); d != nil {
+		// A sub-agent's task serves the same user and handles data at least
+		// as sensitive as the task it was handed from.
+		if spec.OnBehalfOf == "" {
+			spec.OnBehalfOf = d.onBehalfOf
+		}
+		spec.Sensitivity = max(spec.Sensitivity, d.sensitivity)
+	}
 	t := &Task{g: g, spec: spec, done: make(chan struct{})}
 	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
 	t.cancel = cancel

@@ -14,6 +14,11 @@ const (
 	KindTaskStart        Kind = "task_start"
 	KindTaskEnd          Kind = "task_end"
 	KindCredentialRevoke Kind = "credential_revoke"
+	// KindDelegate records an agent handing a task to another agent.
+	KindDelegate Kind = "delegate"
+	// KindHandoffAccept records an agent accepting a task handed to it from
+	// another process.
+	KindHandoffAccept Kind = "handoff_accept"
 )
 
 // Decision values.
@@ -40,9 +45,12 @@ type Event struct {
 
 	Task       string `json:"task,omitempty"`
 	OnBehalfOf string `json:"on_behalf_of,omitempty"`
-	Tool       string `json:"tool,omitempty"`
-	Toolset    string `json:"toolset,omitempty"`
-	CallID     string `json:"call_id,omitempty"`
+	// Delegatee is the agent a task is handed to, for KindDelegate and
+	// KindHandoffAccept.
+	Delegatee string `json:"delegatee,omitempty"`
+	Tool      string `json:"tool,omitempty"`
+	Toolset   string `json:"toolset,omitempty"`
+	CallID    string `json:"call_id,omitempty"`
 	// ArgsDigest is "sha256:<hex>" of the canonical JSON arguments.
 	ArgsDigest string `json:"args_digest,omitempty"`
 
@@ -90,6 +98,7 @@ func (e Event) LogValue() slog.Value {
 	}
 	add("task", e.Task)
 	add("on_behalf_of", e.OnBehalfOf)
+	add("delegatee", e.Delegatee)
 	add("tool", e.Tool)
 	add("toolset", e.Toolset)
 	add("call_id", e.CallID)

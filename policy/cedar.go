@@ -108,7 +108,10 @@ func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error
 	if req.Agent.IsZero() {
 		return Decision{}, errors.New("policy: request has no agent")
 	}
-	if req.Tool.Name == "" {
+	switch {
+	case req.Action == ActionDelegate && req.Delegatee.IsZero():
+		return Decision{}, errors.New("policy: delegation request names no delegatee")
+	case req.Action != ActionDelegate && req.Tool.Name == "":
 		return Decision{}, errors.New("policy: request has no tool")
 	}
 	ents := e.entities(req)
@@ -257,8 +260,14 @@ func (r *requestEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 }
 
 func (e *CedarEngine) entities(req *Request) *requestEntities {
-	te := e.toolEntities(req.Tool)
-	r := &requestEntities{agent: e.agentEntity(req.Agent.ID), resource: te.resource, action: te.action}
+	r := &requestEntities{agent: e.agentEntity(req.Agent.ID)}
+	if req.Action == ActionDelegate {
+		// The resource of a handoff is the agent the task is handed to.
+		r.resource = e.agentEntity(req.Delegatee)
+	} else {
+		te := e.toolEntities(req.Tool)
+		r.resource, r.action = te.resource, te.action
+	}
 	if req.Action != "" {
 		r.action = cedar.Entity{UID: cedar.NewEntityUID(TypeAction, cedar.String(req.Action))}
 	}

@@ -355,13 +355,15 @@ func TestCedarModel(t *testing.T) {
 
 		// Action.
 		{name: "tool action in call_tool", policies: `@id("p") permit(principal, action in Action::"call_tool", resource);`,
-			allow: func(r *policy.Request) { r.Tool.Name = "anything" }, deny: func(r *policy.Request) { r.Action = policy.ActionDelegate }},
+			allow: func(r *policy.Request) { r.Tool.Name = "anything" }, deny: func(r *policy.Request) { r.Action, r.Delegatee = policy.ActionDelegate, support.ID }},
 		{name: "action is tool name", policies: `@id("p") permit(principal, action == Action::"refund", resource);`,
 			allow: func(r *policy.Request) {}, deny: func(r *policy.Request) { r.Tool.Name = "lookup" }},
 		{name: "delegate action", policies: `@id("p") permit(principal, action == Action::"delegate", resource);`,
-			allow: func(r *policy.Request) { r.Action = policy.ActionDelegate }, deny: func(r *policy.Request) {}},
+			allow: func(r *policy.Request) { r.Action, r.Delegatee = policy.ActionDelegate, support.ID }, deny: func(r *policy.Request) {}},
+		{name: "delegate resource is the delegatee agent", policies: `@id("p") permit(principal, action == Action::"delegate", resource == Agent::"spiffe://example.org/agents/support") when { resource.trust_domain == "example.org" };`,
+			allow: func(r *policy.Request) { r.Action, r.Delegatee = policy.ActionDelegate, support.ID }, deny: func(r *policy.Request) { r.Action, r.Delegatee = policy.ActionDelegate, billing.ID }},
 		{name: "delegate is not a tool named delegate's call_tool", policies: `@id("p") permit(principal, action in Action::"call_tool", resource) when { action == Action::"delegate" };`,
-			allow: nil, deny: func(r *policy.Request) { r.Action = policy.ActionDelegate }},
+			allow: nil, deny: func(r *policy.Request) { r.Action, r.Delegatee = policy.ActionDelegate, support.ID }},
 		{name: "change_toolset not in call_tool", policies: `@id("p") permit(principal, action in Action::"call_tool", resource);`,
 			allow: func(r *policy.Request) {}, deny: func(r *policy.Request) { r.Action = policy.ActionChangeToolset }},
 		{name: "change_prompt not in call_tool", policies: `@id("p") permit(principal, action in Action::"call_tool", resource);`,
@@ -522,7 +524,8 @@ func TestDecideRequestErrors(t *testing.T) {
 		{name: "no agent", req: func(r *policy.Request) { r.Agent = identity.Identity{} }, wantMsg: "no agent"},
 		{name: "no agent in listing", req: func(r *policy.Request) { r.Agent = identity.Identity{}; r.Listing = true }, wantMsg: "no agent"},
 		{name: "no tool", req: func(r *policy.Request) { r.Tool = policy.Tool{} }, wantMsg: "no tool"},
-		{name: "no tool with governance action", req: func(r *policy.Request) { r.Tool = policy.Tool{}; r.Action = policy.ActionDelegate }, wantMsg: "no tool"},
+		{name: "no tool with governance action", req: func(r *policy.Request) { r.Tool = policy.Tool{}; r.Action = policy.ActionChangePrompt }, wantMsg: "no tool"},
+		{name: "delegation without delegatee", req: func(r *policy.Request) { r.Tool = policy.Tool{}; r.Action = policy.ActionDelegate }, wantMsg: "no delegatee"},
 		{name: "cancelled ctx", ctx: cancelled, wantMsg: "canceled"},
 		{name: "cancelled ctx in listing", ctx: cancelled, req: func(r *policy.Request) { r.Listing = true }, wantMsg: "canceled"},
 		{name: "args array", req: func(r *policy.Request) { r.Args = json.RawMessage(`[1,2]`) }, wantMsg: "not a JSON object"},
@@ -691,8 +694,11 @@ func TestListing(t *testing.T) {
 		{
 			name:     "governance action in listing",
 			policies: `@id("p") permit(principal, action in Action::"call_tool", resource) when { context.args.x == 1 };`,
-			req:      func(r *policy.Request) { r.Action = policy.ActionDelegate },
-			allowed:  false,
+			req: func(r *policy.Request) {
+				r.Action = policy.ActionDelegate
+				r.Delegatee = support.ID
+			},
+			allowed: false,
 		},
 	}
 	for _, tc := range tests {
@@ -787,19 +793,21 @@ func TestToolChangeIsSeen(t *testing.T) {
 func TestGovernanceAction(t *testing.T) {
 	e := newEngine(t, `
 @id("tools") permit(principal, action in Action::"call_tool", resource);
-@id("deleg") permit(principal, action == Action::"delegate", resource) when { context.delegation.depth < 2 };
+@id("deleg") permit(principal, action == Action::"delegate", resource is Agent) when { context.delegation.depth < 2 && resource.name == "support" };
 `)
 	tests := []struct {
 		name    string
 		agent   identity.Identity
-		action  string
-		tool    string
-		allowed bool
-		policy  []string
+		action    string
+		tool      string
+		delegatee spiffeid.ID
+		allowed   bool
+		policy    []string
 	}{
 		{name: "tool call", agent: billing, tool: "refund", allowed: true, policy: []string{"tools"}},
-		{name: "delegate", agent: billing, action: policy.ActionDelegate, tool: "refund", allowed: true, policy: []string{"deleg"}},
-		{name: "delegate too deep", agent: delegated, action: policy.ActionDelegate, tool: "refund", allowed: false},
+		{name: "delegate", agent: billing, action: policy.ActionDelegate, delegatee: support.ID, allowed: true, policy: []string{"deleg"}},
+		{name: "delegate to an agent policy does not name", agent: billing, action: policy.ActionDelegate, delegatee: billing.ID, allowed: false},
+		{name: "delegate too deep", agent: delegated, action: policy.ActionDelegate, delegatee: support.ID, allowed: false},
 		{name: "change_toolset not in call_tool", agent: billing, action: policy.ActionChangeToolset, tool: "refund", allowed: false},
 		{name: "change_prompt not in call_tool", agent: billing, action: policy.ActionChangePrompt, tool: "refund", allowed: false},
 		{name: "custom action not in call_tool", agent: billing, action: "frobnicate", tool: "refund", allowed: false},
@@ -811,6 +819,10 @@ func TestGovernanceAction(t *testing.T) {
 			req.Agent = tc.agent
 			req.Action = tc.action
 			req.Tool.Name = tc.tool
+			if tc.action == policy.ActionDelegate {
+				req.Tool = policy.Tool{}
+				req.Delegatee = tc.delegatee
+			}
 			d := decide(t, e, req)
 			if d.Allowed != tc.allowed || !equalStrings(d.Policies, tc.policy) {
 				t.Errorf("decision %+v, want allowed=%v by %q", d, tc.allowed, tc.policy)

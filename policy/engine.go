@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/agentguard/go-sdk/identity"
 )
 
@@ -47,8 +49,11 @@ type Request struct {
 	Agent identity.Identity
 	// Action is a governance action; empty for a call of Tool.
 	Action string
-	// Tool is the tool called (the resource).
+	// Tool is the tool called (the resource of a tool call).
 	Tool Tool
+	// Delegatee is the agent a task is handed to: the resource of
+	// Action::"delegate", for which Tool is empty.
+	Delegatee spiffeid.ID
 	// Args is the call's arguments as canonical JSON (an object).
 	Args json.RawMessage
 	// Task is the state of the task the call belongs to.
