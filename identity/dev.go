@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,7 +23,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
@@ -249,24 +249,20 @@ func (d *DevIssuer) MintX509SVID(id spiffeid.ID) (*x509svid.SVID, error) {
 // MintJWTSVID returns a new JWT-SVID for id, addressed to audience, valid
 // from now for the issuer's JWT-SVID lifetime.
 func (d *DevIssuer) MintJWTSVID(id spiffeid.ID, audience ...string) (*JWTSVID, error) {
-	tok, err := d.mintJWT(id, audience)
+	tok, exp, err := d.mintJWT(id, audience)
 	if err != nil {
 		return nil, err
 	}
-	s, err := jwtsvid.ParseInsecure(tok, audience)
-	if err != nil {
-		return nil, fmt.Errorf("identity: dev issuer: %w", err)
-	}
-	return newJWTSVID(s), nil
+	return &JWTSVID{ID: id, Audience: slices.Clone(audience), Expiry: exp, token: func() string { return tok }}, nil
 }
 
 // mintJWT signs a JWT-SVID for id and returns the serialized token.
-func (d *DevIssuer) mintJWT(id spiffeid.ID, audience []string) (string, error) {
+func (d *DevIssuer) mintJWT(id spiffeid.ID, audience []string) (string, time.Time, error) {
 	if !id.MemberOf(d.td) {
-		return "", fmt.Errorf("identity: dev issuer for %q cannot mint %s", d.td, id)
+		return "", time.Time{}, fmt.Errorf("identity: dev issuer for %q cannot mint %s", d.td, id)
 	}
-	if len(audience) == 0 || audience[0] == "" {
-		return "", errors.New("identity: a JWT-SVID needs an audience")
+	if len(audience) == 0 || slices.Contains(audience, "") {
+		return "", time.Time{}, errors.New("identity: a JWT-SVID needs an audience")
 	}
 	d.mu.Lock()
 	key, kid, now := d.jwtKey, d.kid, d.now()
@@ -274,19 +270,20 @@ func (d *DevIssuer) mintJWT(id spiffeid.ID, audience []string) (string, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
 	if err != nil {
-		return "", fmt.Errorf("identity: dev issuer: %w", err)
+		return "", time.Time{}, fmt.Errorf("identity: dev issuer: %w", err)
 	}
+	exp := now.Add(d.jwtTTL).Truncate(time.Second)
 	claims := jwt.Claims{
 		Subject:  id.String(),
 		Audience: jwt.Audience(audience),
 		IssuedAt: jwt.NewNumericDate(now),
-		Expiry:   jwt.NewNumericDate(now.Add(d.jwtTTL)),
+		Expiry:   jwt.NewNumericDate(exp),
 	}
 	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
 	if err != nil {
-		return "", fmt.Errorf("identity: dev issuer: %w", err)
+		return "", time.Time{}, fmt.Errorf("identity: dev issuer: %w", err)
 	}
-	return tok, nil
+	return tok, exp.UTC(), nil
 }
 
 // Agent returns the identity of the agent at path (such as

@@ -303,6 +303,7 @@ func (w *WorkloadAPI) Close() {
 
 // X509Updates returns how many X.509-SVID responses (X.509 context updates,
 // for go-spiffe's client) the fake has sent, over all FetchX509SVID streams.
+// An update is counted by the time a client receives it.
 func (w *WorkloadAPI) X509Updates() int { return int(w.x509Updates.Load()) }
 
 // mint makes an X.509-SVID for each entry.
@@ -482,10 +483,13 @@ func (h *handler) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerS
 		for _, iss := range st.federated {
 			resp.FederatedBundles[iss.TrustDomain().IDString()] = x509Bundle(iss)
 		}
+		// Counted before it is sent, so that a client that has received
+		// an update finds it counted.
+		w.x509Updates.Add(1)
 		if err := stream.Send(resp); err != nil {
+			w.x509Updates.Add(-1)
 			return err
 		}
-		w.x509Updates.Add(1)
 		return nil
 	})
 }
