@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/attribute"
@@ -207,7 +208,11 @@ func (d *delegating) authorize(ctx context.Context, agent identity.Identity, to 
 		if len(dec.Errors) > 0 {
 			cause = fmt.Errorf("%w: evaluation errors in %d policies", ErrPolicy, len(dec.Errors))
 		}
-		return d.deny(ctx, StepAuthorize, dec.Reason, dec.Policies, cause)
+		reason := dec.Reason
+		if len(dec.Policies) == 0 && len(dec.Errors) == 0 {
+			reason = strings.Replace(reason, "no policy permits this call", "no policy permits this handoff", 1)
+		}
+		return d.deny(ctx, StepAuthorize, reason, dec.Policies, cause)
 	}
 	if len(dec.Obligations) > 0 {
 		// Approval of handoffs is not supported: fail closed rather than

@@ -152,7 +152,7 @@ func TestDelegateRefusedByPolicy(t *testing.T) {
 	if !errors.As(err, &de) || !errors.Is(err, agentguard.ErrDenied) {
 		t.Fatalf("Delegate to fetcher: err = %v, want a DelegationError", err)
 	}
-	if de.Step != agentguard.StepAuthorize || de.To != fetcher.String() || !strings.Contains(de.Reason, "no policy permits") {
+	if de.Step != agentguard.StepAuthorize || de.To != fetcher.String() || !strings.Contains(de.Reason, "no policy permits this handoff") {
 		t.Errorf("DelegationError = %+v", de)
 	}
 	ev := planner.audit.Kind(audit.KindDelegate)

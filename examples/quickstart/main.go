@@ -1,10 +1,18 @@
 // Command quickstart runs a customer-support agent's tool calls through
 // AgentGuard, on embedded defaults: no server is needed.
 //
-// It shows an allowed call, a call denied because of its arguments, a call
-// denied because of what the task has seen, a tool hidden from the agent's
-// tool list, a task-scoped credential, and its revocation when the task
-// ends. It prints each decision and each audit event.
+// It shows the agent's verified SPIFFE identity, an allowed call, a call
+// denied because of its arguments, a call denied because of what the task
+// has seen, a tool hidden from the agent's tool list, a task-scoped
+// credential and its revocation when the task ends, and a task handed to a
+// sub-agent that gets no more than its parent. It prints each decision and
+// each audit event.
+//
+// Identity comes from the development issuer, an in-memory SPIFFE CA that is
+// not for production, unless SPIFFE_ENDPOINT_SOCKET names a SPIFFE Workload
+// API (a SPIRE agent): then the agent's X.509-SVID comes from there. Set
+// AGENTGUARD_SPIFFE_ID to pick one of several SVIDs, and register a second
+// entry with hint "order-lookup" for the sub-agent.
 package main
 
 import (
@@ -21,14 +29,12 @@ import (
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
-	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy"
 )
 
 //go:embed policies/*.cedar
 var policyFiles embed.FS
 
-const agentID = "spiffe://example.org/agent/support-bot"
 
 func main() {
 	if err := run(context.Background(), os.Stdout); err != nil {
@@ -48,6 +54,13 @@ func (t transcript) Write(_ context.Context, e audit.Event) error {
 		}
 	}
 	add("tool", e.Tool)
+	if e.Kind == audit.KindDelegate || len(e.Chain) > 0 {
+		add("agent", e.Agent)
+		if len(e.Chain) > 0 {
+			add("chain", strings.Join(e.Chain, ">"))
+		}
+	}
+	add("to", e.Delegatee)
 	add("decision", e.Decision)
 	if len(e.Policies) > 0 {
 		add("policies", strings.Join(e.Policies, ","))
@@ -71,22 +84,31 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	engine, err := policy.NewCedarEngine(set, policy.WithAgentGroups(map[string][]string{
-		agentID: {"support"},
-	}))
-	if err != nil {
-		return err
-	}
-
 	// Credentials: a static provider stands in for a real authorization
 	// server. The tool gets the value through its context, never its
 	// arguments.
 	payments := credentials.NewStaticProvider("pay-token-for-quickstart-only")
 	broker := credentials.NewBroker(credentials.WithProvider("payments", payments))
 
-	// Identity: a fixed SPIFFE ID for the demo. Production agents get theirs
-	// from SPIRE's Workload API.
-	id := identity.NewStaticSource(identity.MustParse(agentID))
+	// Identity: an X.509-SVID, verified against its trust bundle, from
+	// SPIRE's Workload API when SPIFFE_ENDPOINT_SOCKET is set, else from the
+	// development issuer.
+	ids, err := newIdentities(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer ids.close()
+	id := ids.agent
+	me, err := id.Identity(ctx)
+	if err != nil {
+		return err
+	}
+	engine, err := policy.NewCedarEngine(set, policy.WithAgentGroups(map[string][]string{
+		me.ID.String(): {"support"},
+	}))
+	if err != nil {
+		return err
+	}
 
 	guard, err := agentguard.New(
 		agentguard.WithIdentity(id),
@@ -104,7 +126,7 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintf(out, "AgentGuard quickstart: agent %s\n", agentID)
+	fmt.Fprintf(out, "AgentGuard quickstart: agent %s\n", me.ID)
 	fmt.Fprintf(out, "policy set %s (%d policies)\n\n", set.Digest()[:19]+"…", set.Len())
 
 	ctx, task, err := guard.StartTask(ctx, agentguard.TaskSpec{
@@ -149,6 +171,10 @@ func run(ctx context.Context, out io.Writer) error {
 		fmt.Fprintln(out)
 	}
 	fmt.Fprintf(out, "task taint: %v\n\n", task.Taint())
+
+	if err := delegate(ctx, out, guard, engine, ids); err != nil {
+		return err
+	}
 
 	fmt.Fprintln(out, "ending the task revokes its credentials:")
 	if err := task.End(ctx); err != nil {

@@ -27,6 +27,13 @@ func TestQuickstartTranscript(t *testing.T) {
 		"credential_revoke outcome=ok",
 		"task_end          outcome=ok",
 		"payments credentials issued: 1,",
+		"AgentGuard quickstart: agent spiffe://example.org/agent/support-bot\n",
+		"identity: development issuer for example.org (in memory, not for production)",
+		"to=spiffe://example.org/agent/shell-runner decision=deny",
+		"DENIED no policy permits this handoff",
+		"to=spiffe://example.org/agent/order-lookup decision=allow policies=support-delegates-lookups",
+		"tool=read_ticket agent=spiffe://example.org/agent/order-lookup chain=spiffe://example.org/agent/support-bot decision=allow policies=lookup-read-tickets",
+		"DENIED delegating agent spiffe://example.org/agent/support-bot may not make this call",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("transcript lacks %q", want)
