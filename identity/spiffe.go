@@ -148,7 +148,7 @@ func NewSPIFFESource(ctx context.Context, opts ...SPIFFEOption) (*SPIFFESource, 
 	if cfg.startTimeout <= 0 {
 		cfg.startTimeout = DefaultStartTimeout
 	}
-	client, err := workloadapi.New(ctx, workloadapi.WithAddr(cfg.addr))
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr(cfg.addr), workloadapi.WithBackoffStrategy(retryStrategy{}))
 	if err != nil {
 		return nil, fmt.Errorf("identity: Workload API at %s: %w", cfg.addr, err)
 	}
@@ -466,3 +466,24 @@ func (a *SPIFFEAgent) Release() {
 func (a *SPIFFEAgent) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
 	return a.s.GetJWTBundleForTrustDomain(td)
 }
+
+// retryStrategy retries the Workload API watch after 100 ms, doubling up to
+// 5 s: go-spiffe's default grows to 30 s, too slow to notice that a
+// workload got its registration entry back.
+type retryStrategy struct{}
+
+func (retryStrategy) NewBackoff() workloadapi.Backoff { return &retryBackoff{} }
+
+type retryBackoff struct{ next time.Duration }
+
+func (b *retryBackoff) Next() time.Duration {
+	switch {
+	case b.next == 0:
+		b.next = 100 * time.Millisecond
+	case b.next < 5*time.Second:
+		b.next = min(2*b.next, 5*time.Second)
+	}
+	return b.next
+}
+
+func (b *retryBackoff) Reset() { b.next = 0 }

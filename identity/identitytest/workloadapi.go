@@ -45,9 +45,9 @@ import (
 	"github.com/agentguard/go-sdk/identity"
 )
 
-// SocketName is the file name of the Workload API socket, in a directory
+// socketName is the file name of the Workload API socket, in a directory
 // of its own.
-const SocketName = "agent.sock"
+const socketName = "agent.sock"
 
 // securityHeader is the gRPC metadata key every Workload API request must
 // carry, with the value "true".
@@ -75,7 +75,7 @@ type Entry struct {
 	Hint string
 }
 
-// WorkloadAPI is a fake SPIFFE Workload API server, serving what a
+// WorkloadAPI is a fake SPIFFE Workload API server, serving what an
 // [identity.DevIssuer] mints. Its methods may be called from any goroutine;
 // every change is pushed to the open streams at once.
 //
@@ -100,11 +100,17 @@ type WorkloadAPI struct {
 
 	x509Updates atomic.Int64
 
+	// svidMu serializes the changes of the SVIDs served, so that Rotate
+	// never brings back entries a concurrent SetEntries replaced.
+	svidMu sync.Mutex
+
 	mu        sync.Mutex
 	closed    bool
 	svids     []servedSVID          // replaced, never modified in place
 	federated []*identity.DevIssuer // replaced, never modified in place
 	failure   codes.Code            // codes.OK unless Fail was called
+	fails     uint64                // how many times Fail was called
+	lastFail  codes.Code            // the code of the last Fail
 	changed   chan struct{}         // closed and replaced on every change
 }
 
@@ -150,7 +156,7 @@ func NewWorkloadAPI(t testing.TB, issuer *identity.DevIssuer, entries ...Entry) 
 		t.Fatalf("identitytest: NewWorkloadAPI: %v", err)
 	}
 	w.dir = dir
-	path := filepath.Join(dir, SocketName)
+	path := filepath.Join(dir, socketName)
 	lis, err := net.Listen("unix", path)
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -185,6 +191,8 @@ func (w *WorkloadAPI) Addr() string { return w.addr }
 // domain, say), SetEntries reports it with t.Errorf and changes nothing.
 func (w *WorkloadAPI) SetEntries(entries ...Entry) {
 	w.t.Helper()
+	w.svidMu.Lock()
+	defer w.svidMu.Unlock()
 	svids, err := w.mint(entries)
 	if err != nil {
 		w.t.Errorf("identitytest: SetEntries: %v", err)
@@ -203,6 +211,8 @@ func (w *WorkloadAPI) SetEntries(entries ...Entry) {
 // t.Errorf and changes nothing.
 func (w *WorkloadAPI) Rotate() {
 	w.t.Helper()
+	w.svidMu.Lock()
+	defer w.svidMu.Unlock()
 	w.mu.Lock()
 	entries := make([]Entry, len(w.svids))
 	for i, s := range w.svids {
@@ -244,6 +254,8 @@ func (w *WorkloadAPI) SetX509SVIDs(svids ...*x509svid.SVID) {
 		}
 		served = append(served, v)
 	}
+	w.svidMu.Lock()
+	defer w.svidMu.Unlock()
 	w.update(func() { w.svids = served })
 }
 
@@ -275,11 +287,19 @@ func (w *WorkloadAPI) Federate(issuers ...*identity.DevIssuer) {
 // go-spiffe's client retries, with back-off, after any code but
 // codes.InvalidArgument and codes.Canceled. Fail(codes.OK) is Recover.
 func (w *WorkloadAPI) Fail(code codes.Code) {
-	w.update(func() { w.failure = code })
+	if code == codes.OK {
+		w.Recover()
+		return
+	}
+	w.update(func() {
+		w.failure = code
+		w.fails++
+		w.lastFail = code
+	})
 }
 
 // Recover undoes Fail: RPCs are served again. Streams Fail ended stay
-// ended; clients open new ones.
+// ended, even if Recover came before they noticed; clients open new ones.
 func (w *WorkloadAPI) Recover() {
 	w.update(func() { w.failure = codes.OK })
 }
@@ -353,13 +373,15 @@ type state struct {
 	svids     []servedSVID
 	federated []*identity.DevIssuer
 	failure   codes.Code
+	fails     uint64
+	lastFail  codes.Code
 	changed   <-chan struct{} // closed when this state is superseded
 }
 
 func (w *WorkloadAPI) state() state {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return state{svids: w.svids, federated: w.federated, failure: w.failure, changed: w.changed}
+	return state{svids: w.svids, federated: w.federated, failure: w.failure, fails: w.fails, lastFail: w.lastFail, changed: w.changed}
 }
 
 // failErr is the status of an RPC while Fail(code) is in effect.
@@ -416,10 +438,15 @@ func (w *WorkloadAPI) streamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.S
 // until send fails, Fail is called, the client goes away or the server
 // closes.
 func (w *WorkloadAPI) watch(ctx context.Context, send func(state) error) error {
+	fails := w.state().fails
 	for {
 		st := w.state()
 		if st.failure != codes.OK {
 			return failErr(st.failure)
+		}
+		if st.fails != fails {
+			// Fail then Recover, while this stream was waiting.
+			return failErr(st.lastFail)
 		}
 		if err := send(st); err != nil {
 			return err
