@@ -56,7 +56,15 @@ func newIdentities(ctx context.Context, out io.Writer) (*identities, error) {
 		return &identities{agent: agent, sub: sub, close: func() {}}, nil
 	}
 
-	src, err := identity.NewSPIFFESource(ctx, identity.WithStartTimeout(20*time.Second))
+	wait := 20 * time.Second
+	if s := os.Getenv("AGENTGUARD_SPIFFE_START_TIMEOUT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("AGENTGUARD_SPIFFE_START_TIMEOUT: %w", err)
+		}
+		wait = d
+	}
+	src, err := identity.NewSPIFFESource(ctx, identity.WithStartTimeout(wait))
 	if err != nil {
 		return nil, err
 	}

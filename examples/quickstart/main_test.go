@@ -3,8 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentguard/go-sdk/identity"
+	"github.com/agentguard/go-sdk/identity/identitytest"
 )
 
 // TestQuickstartTranscript runs the quickstart and checks that its
@@ -44,5 +50,61 @@ func TestQuickstartTranscript(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(s)
+	}
+}
+
+// TestQuickstartWorkloadAPI runs the quickstart with SPIFFE_ENDPOINT_SOCKET
+// set: the agents' identities come from the Workload API (here a fake one,
+// serving SVIDs for two registration entries with hints), not from the
+// development issuer.
+func TestQuickstartWorkloadAPI(t *testing.T) {
+	iss, err := identity.NewDevIssuer("prod.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := identitytest.NewWorkloadAPI(t, iss,
+		identitytest.Entry{ID: spiffeid.RequireFromString("spiffe://prod.example/agent/support-bot"), Hint: "support-bot"},
+		identitytest.Entry{ID: spiffeid.RequireFromString("spiffe://prod.example/agent/order-lookup"), Hint: "order-lookup"},
+	)
+	t.Setenv(identity.EndpointSocketEnv, wl.Addr())
+	var out bytes.Buffer
+	if err := run(context.Background(), &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	for _, want := range []string{
+		"identity: SPIFFE Workload API at " + wl.Addr(),
+		"AgentGuard quickstart: agent spiffe://prod.example/agent/support-bot\n",
+		"policies=support-read-tickets outcome=ok",
+		"to=spiffe://prod.example/agent/order-lookup decision=allow",
+		"tool=read_ticket agent=spiffe://prod.example/agent/order-lookup chain=spiffe://prod.example/agent/support-bot decision=allow",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("transcript lacks %q", want)
+		}
+	}
+	if strings.Contains(s, "development issuer") {
+		t.Error("transcript says the development issuer was used")
+	}
+	if t.Failed() {
+		t.Log(s)
+	}
+}
+
+// TestQuickstartWorkloadAPIWithoutEntry: with SPIFFE_ENDPOINT_SOCKET set and
+// no registration entry, the quickstart fails with a clear error instead of
+// hanging or falling back to the development issuer.
+func TestQuickstartWorkloadAPIWithoutEntry(t *testing.T) {
+	iss, err := identity.NewDevIssuer("prod.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := identitytest.NewWorkloadAPI(t, iss)
+	t.Setenv(identity.EndpointSocketEnv, wl.Addr())
+	t.Setenv("AGENTGUARD_SPIFFE_START_TIMEOUT", "1s")
+	var out bytes.Buffer
+	err = run(context.Background(), &out)
+	if !errors.Is(err, identity.ErrNoIdentity) || !strings.Contains(err.Error(), "registration entry") {
+		t.Fatalf("err = %v, want ErrNoIdentity naming registration entries", err)
 	}
 }
