@@ -796,8 +796,8 @@ func TestGovernanceAction(t *testing.T) {
 @id("deleg") permit(principal, action == Action::"delegate", resource is Agent) when { context.delegation.depth < 2 && resource.name == "support" };
 `)
 	tests := []struct {
-		name    string
-		agent   identity.Identity
+		name      string
+		agent     identity.Identity
 		action    string
 		tool      string
 		delegatee spiffeid.ID

@@ -35,7 +35,6 @@ import (
 //go:embed policies/*.cedar
 var policyFiles embed.FS
 
-
 func main() {
 	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
