@@ -33,6 +33,33 @@ type delegation struct {
 	parentTask  string
 	onBehalfOf  string
 	sensitivity Sensitivity
+	taint       []string
+}
+
+// inherit makes spec, the task of a sub-agent, serve the delegating task's
+// user and handle data at least as sensitive. A spec naming another user is
+// refused. A nil delegation changes nothing.
+func (d *delegation) inherit(spec *TaskSpec) error {
+	if d == nil {
+		return nil
+	}
+	switch {
+	case spec.OnBehalfOf == "":
+		spec.OnBehalfOf = d.onBehalfOf
+	case d.onBehalfOf != "" && spec.OnBehalfOf != d.onBehalfOf:
+		return fmt.Errorf("agentguard: start task: %w: the delegating task acts on behalf of %q, not %q", ErrDelegation, d.onBehalfOf, spec.OnBehalfOf)
+	}
+	spec.Sensitivity = max(spec.Sensitivity, d.sensitivity)
+	return nil
+}
+
+// inheritedTaint is the taint a sub-agent's task starts with: what the
+// delegating task had seen when it handed the work down.
+func (d *delegation) inheritedTaint() []string {
+	if d == nil {
+		return nil
+	}
+	return slices.Clone(d.taint)
 }
 
 type delegationKey struct{}
@@ -124,13 +151,16 @@ type delegating struct {
 
 func (g *Guard) beginDelegation(ctx context.Context, kind audit.Kind, to spiffeid.ID) (context.Context, *delegating) {
 	start := g.cfg.now()
-	name := "delegate "
+	name := "delegate"
 	if kind == audit.KindHandoffAccept {
-		name = "accept_handoff "
+		name = "accept_handoff"
 	}
-	ctx, span := g.tracer.Start(ctx, name+to.String(), trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(AttrDelegatee.String(to.String())))
-	d := &delegating{g: g, span: span, ev: audit.Event{Time: start, Kind: kind, Delegatee: to.String()}}
+	ctx, span := g.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
+	d := &delegating{g: g, span: span, ev: audit.Event{Time: start, Kind: kind}}
+	if !to.IsZero() {
+		d.ev.Delegatee = to.String()
+		span.SetAttributes(AttrDelegatee.String(d.ev.Delegatee))
+	}
 	if sc := span.SpanContext(); sc.HasTraceID() {
 		d.ev.TraceID, d.ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
 	}
@@ -237,19 +267,24 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 	if to.IsZero() {
 		return nil, d.deny(ctx, StepDelegate, "no agent to hand the task to", nil, ErrDelegation)
 	}
-	var state policy.Task
-	var parent *Task
-	if t, ok := TaskFromContext(ctx); ok {
-		if t.g != g {
-			return nil, d.deny(ctx, StepTask, "task was started by another guard", nil, ErrForeignTask)
-		}
-		parent = t
-		d.ev.Task, d.ev.OnBehalfOf = t.spec.ID, t.spec.OnBehalfOf
-		if state, err = t.snapshot(); err != nil {
-			return nil, d.deny(ctx, StepTask, "task has ended", nil, err)
-		}
-	} else if g.cfg.requireTask {
+	parent, ok := TaskFromContext(ctx)
+	switch {
+	case ok && parent.g != g:
+		return nil, d.deny(ctx, StepTask, "task was started by another guard", nil, ErrForeignTask)
+	case !ok && g.cfg.requireTask:
 		return nil, d.deny(ctx, StepTask, "delegation outside any task", nil, ErrNoTask)
+	case !ok:
+		// As for a call outside any task: one of its own, which inherits
+		// what a delegation to this agent carries.
+		parent = newImplicitTask(ctx, g)
+	}
+	if !parent.implicit {
+		d.ev.Task = parent.spec.ID
+	}
+	d.ev.OnBehalfOf = parent.spec.OnBehalfOf
+	state, err := parent.snapshot()
+	if err != nil {
+		return nil, d.deny(ctx, StepTask, "task has ended", nil, err)
 	}
 	id, reason, err := g.identify(ctx)
 	if !id.IsZero() {
@@ -272,7 +307,7 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 		case !canMint:
 			return nil, d.deny(ctx, StepDelegate, "agent cannot prove its identity to another process",
 				nil, fmt.Errorf("%w: the identity source mints no JWT-SVIDs (use identity.SPIFFEAgent or identity.DevAgent)", ErrDelegation))
-		case upstream != nil && upstream.handoff == nil:
+		case len(id.Chain) > 0 && (upstream == nil || upstream.handoff == nil):
 			return nil, d.deny(ctx, StepDelegate, "chain cannot be proved to another process",
 				nil, fmt.Errorf("%w: an agent up the chain minted no JWT-SVID for its handoff", ErrDelegation))
 		}
@@ -280,13 +315,15 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 	if err := d.authorize(ctx, id, to, state); err != nil {
 		return nil, err
 	}
-	out := &delegation{chain: append(slices.Clone(id.Chain), id.ID), to: to}
-	if parent != nil {
-		out.parentTask, out.onBehalfOf, out.sensitivity = parent.spec.ID, parent.spec.OnBehalfOf, parent.spec.Sensitivity
-	} else if upstream != nil {
-		out.onBehalfOf, out.sensitivity = upstream.onBehalfOf, upstream.sensitivity
+	out := &delegation{chain: append(slices.Clone(id.Chain), id.ID), to: to,
+		onBehalfOf: state.OnBehalfOf, sensitivity: state.Sensitivity, taint: state.Taint}
+	if !parent.implicit {
+		out.parentTask = parent.spec.ID
 	}
-	if canMint && (upstream == nil || upstream.handoff != nil) {
+	// The proof covers the whole chain or is not made: a chain the identity
+	// source gave, or one an agent up the chain could not prove, is left
+	// unproved rather than shortened.
+	if canMint && (len(id.Chain) == 0 || (upstream != nil && upstream.handoff != nil)) {
 		var prev *identity.Handoff
 		if upstream != nil {
 			prev = upstream.handoff
@@ -320,23 +357,23 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 // guard's policy must permit Action::"delegate" for the delegating agent
 // (and every agent up its chain) on resource Agent::"<this agent>". The
 // acceptance is audited (audit.KindHandoffAccept) either way.
-func (g *Guard) AcceptHandoff(ctx context.Context, h *identity.Handoff) (_ context.Context, err error) {
-	var self identity.Identity
-	selfErr := error(nil)
-	self, _, selfErr = g.identify(withoutDelegation(ctx))
-	ctx2, d := g.beginDelegation(ctx, audit.KindHandoffAccept, self.ID)
+func (g *Guard) AcceptHandoff(ctx context.Context, h *identity.Handoff) (out context.Context, err error) {
+	ctx2, d := g.beginDelegation(ctx, audit.KindHandoffAccept, spiffeid.ID{})
 	defer d.span.End()
 	defer func() {
 		if r := recover(); r != nil {
-			err = d.deny(ctx2, StepDelegate, "internal failure", nil, fmt.Errorf("%w: panic: %v", ErrInternal, r))
+			out, err = ctx, d.deny(ctx2, StepDelegate, "internal failure", nil, fmt.Errorf("%w: panic: %v", ErrInternal, r))
 		}
 	}()
 	if g.closed.Load() {
 		return ctx, d.deny(ctx2, StepGuard, "guard closed", nil, ErrClosed)
 	}
-	if selfErr != nil {
-		return ctx, d.deny(ctx2, StepIdentify, "agent identity unavailable", nil, selfErr)
+	self, _, err := g.identify(withoutDelegation(ctx))
+	if err != nil {
+		return ctx, d.deny(ctx2, StepIdentify, "agent identity unavailable", nil, err)
 	}
+	d.ev.Delegatee = self.ID.String()
+	d.span.SetAttributes(AttrDelegatee.String(d.ev.Delegatee))
 	if len(self.Chain) > 0 || delegationFrom(ctx) != nil {
 		return ctx, d.deny(ctx2, StepDelegate, "context already carries a delegation", nil, ErrDelegation)
 	}
@@ -348,6 +385,10 @@ func (g *Guard) AcceptHandoff(ctx context.Context, h *identity.Handoff) (_ conte
 		return ctx, d.deny(ctx2, StepDelegate, "no handoff presented", nil, ErrDelegation)
 	}
 	d.span.SetAttributes(AttrHops.Int(h.Hops()))
+	if h.Hops() > g.cfg.maxDepth {
+		return ctx, d.deny(ctx2, StepDelegate, "delegation chain too long", nil,
+			fmt.Errorf("%w: chain of %d delegations exceeds the limit of %d", ErrDelegation, h.Hops(), g.cfg.maxDepth))
+	}
 	chain, err := h.Verify(g.cfg.bundles, self.ID, g.cfg.maxDepth)
 	if err != nil {
 		return ctx, d.deny(ctx2, StepDelegate, "handoff does not verify", nil, fmt.Errorf("%w: %w", ErrDelegation, err))

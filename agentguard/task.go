@@ -92,15 +92,11 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 		spec.ID = newID("task-")
 	}
 	spec.Labels = canonical.SortedSet(spec.Labels)
-	if d := delegationFrom(ctx); d != nil {
-		// A sub-agent's task serves the same user and handles data at least
-		// as sensitive as the task it was handed from.
-		if spec.OnBehalfOf == "" {
-			spec.OnBehalfOf = d.onBehalfOf
-		}
-		spec.Sensitivity = max(spec.Sensitivity, d.sensitivity)
+	d := delegationFrom(ctx)
+	if err := d.inherit(&spec); err != nil {
+		return ctx, nil, err
 	}
-	t := &Task{g: g, spec: spec, done: make(chan struct{})}
+	t := &Task{g: g, spec: spec, done: make(chan struct{}), taint: d.inheritedTaint()}
 	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
 	t.cancel = cancel
 	t.deadline, _ = tctx.Deadline()
@@ -135,7 +131,10 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 // with the call, so the call's deadline is its deadline. Its ID is random,
 // never derived from the call's ID, which the model chooses.
 func newImplicitTask(ctx context.Context, g *Guard) *Task {
-	t := &Task{g: g, spec: TaskSpec{ID: newID("call-task-")}, implicit: true, done: make(chan struct{})}
+	d := delegationFrom(ctx)
+	spec := TaskSpec{ID: newID("call-task-")}
+	_ = d.inherit(&spec) // cannot conflict: spec names no user
+	t := &Task{g: g, spec: spec, implicit: true, done: make(chan struct{}), taint: d.inheritedTaint()}
 	t.deadline, _ = ctx.Deadline()
 	return t
 }

@@ -306,9 +306,9 @@ func serialNumber() (*big.Int, error) {
 }
 
 // DevAgent is one agent's identity from a [DevIssuer]: not for production.
-// Each Identity call checks the agent's current X.509-SVID against the
-// issuer's bundle and its validity period; a new SVID is minted when half its
-// life has passed.
+// Each X.509-SVID it gets is verified against the issuer's bundle once, and
+// each Identity call checks its validity period; a new SVID is minted when
+// half its life has passed.
 type DevAgent struct {
 	d  *DevIssuer
 	id spiffeid.ID
@@ -342,6 +342,11 @@ func (a *DevAgent) SVID() (*x509svid.SVID, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Verified once, as a Workload API source verifies each update; each
+	// Identity call then checks only the validity period.
+	if _, err := verifySVID(s, a.d, now); err != nil {
+		return nil, err
+	}
 	a.svid = s
 	return s, nil
 }
@@ -354,13 +359,16 @@ func (a *DevAgent) Identity(ctx context.Context) (Identity, error) {
 	}
 	s, err := a.SVID()
 	if err != nil {
+		if errors.Is(err, ErrNoIdentity) {
+			return Identity{}, err
+		}
 		return Identity{}, fmt.Errorf("%w: %w", ErrNoIdentity, err)
 	}
-	id, err := verifySVID(s, a.d, a.d.now())
-	if err != nil {
-		return Identity{}, err
+	leaf, now := s.Certificates[0], a.d.now()
+	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+		return Identity{}, fmt.Errorf("%w: X.509-SVID of %s is not valid at %s", ErrNoIdentity, s.ID, now.UTC().Format(time.RFC3339))
 	}
-	return Identity{ID: id}, nil
+	return Identity{ID: s.ID}, nil
 }
 
 // JWTSVID mints a JWT-SVID of the agent for audience.

@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,22 @@ import (
 // carries a [Handoff] from a delegating agent to the agent it hands a task
 // to in another process.
 const HandoffHeader = "AgentGuard-Handoff"
+
+// HandoffAudience prefixes the second audience of every JWT-SVID in a
+// handoff, beside the recipient's SPIFFE ID: "agentguard:handoff:" and the
+// hex SHA-256 of the hops before it (their tokens joined by commas; the
+// root hop has the digest of nothing). The audience marks the token's
+// purpose, so a JWT-SVID minted to authenticate an ordinary request to the
+// same recipient cannot pass for a handoff; and it binds each hop to the
+// hops before it, so no one can present the tail of a handoff without its
+// head, and escape the checks of the agents it leaves out.
+const HandoffAudience = "agentguard:handoff"
+
+// hopAudience is the purpose audience of a hop whose earlier hops are prev.
+func hopAudience(prev []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(prev, ",")))
+	return HandoffAudience + ":" + hex.EncodeToString(sum[:])
+}
 
 // maxHandoffTokens bounds what ParseHandoff accepts, whatever a guard's
 // depth limit: a handoff is parsed before it is verified.
@@ -56,7 +74,7 @@ func NewHandoff(ctx context.Context, from JWTIssuer, upstream *Handoff, to spiff
 	if len(prev)+1 > maxHandoffTokens {
 		return nil, fmt.Errorf("identity: handoff: more than %d hops", maxHandoffTokens)
 	}
-	j, err := from.JWTSVID(ctx, to.String())
+	j, err := from.JWTSVID(ctx, to.String(), hopAudience(prev))
 	if err != nil {
 		return nil, fmt.Errorf("identity: handoff: %w", err)
 	}
@@ -106,7 +124,8 @@ func (h *Handoff) Marshal() string { return strings.Join(h.list(), ",") }
 // delegating agents, root first. Every token must be a JWT-SVID signed by
 // an authority of its trust domain in bundles (a trust domain with no
 // bundle is refused), unexpired, and addressed to the next agent of the
-// chain; the last one to self. An agent may appear only once in the chain,
+// chain, the last one to self, and to the HandoffAudience of the hops before
+// it. An agent may appear only once in the chain,
 // and never as the recipient. A chain longer than maxDepth (when positive)
 // is refused. Errors match ErrHandoff.
 func (h *Handoff) Verify(bundles jwtbundle.Source, self spiffeid.ID, maxDepth int) ([]spiffeid.ID, error) {
@@ -126,6 +145,9 @@ func (h *Handoff) Verify(bundles jwtbundle.Source, self spiffeid.ID, maxDepth in
 		j, err := VerifyJWTSVID(toks[i], bundles, next.String())
 		if err != nil {
 			return nil, fmt.Errorf("%w: hop %d (to %s): %w", ErrHandoff, i, next, err)
+		}
+		if !slices.Contains(j.Audience, hopAudience(toks[:i])) {
+			return nil, fmt.Errorf("%w: hop %d (to %s): not a handoff token for this chain: its audience lacks the %s digest of the hops before it", ErrHandoff, i, next, HandoffAudience)
 		}
 		chain[i] = j.ID
 		next = j.ID

@@ -81,7 +81,14 @@ type JWTIssuer interface {
 // VerifyJWTSVID checks that token is a JWT-SVID signed by an authority of
 // its trust domain's bundle in bundles, unexpired, and addressed to
 // audience. A trust domain bundles has no bundle for is refused.
-func VerifyJWTSVID(token string, bundles jwtbundle.Source, audience string) (*JWTSVID, error) {
+func VerifyJWTSVID(token string, bundles jwtbundle.Source, audience string) (_ *JWTSVID, err error) {
+	defer func() {
+		// A typed nil bundle source (a nil *SPIFFESource, say) panics
+		// inside go-spiffe: refuse instead.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("identity: verify JWT-SVID: bundle source failed: %v", r)
+		}
+	}()
 	if bundles == nil {
 		return nil, fmt.Errorf("identity: verify JWT-SVID: no trust bundle source")
 	}
@@ -90,8 +97,13 @@ func VerifyJWTSVID(token string, bundles jwtbundle.Source, audience string) (*JW
 	}
 	s, err := jwtsvid.ParseAndValidate(token, bundles, []string{audience})
 	if err != nil {
-		// The error names claims, keys and trust domains, never the token.
-		return nil, fmt.Errorf("identity: verify JWT-SVID: %w", err)
+		// The error names claims, key IDs and trust domains, never the
+		// token. A key ID is the sender's to choose: keep it short.
+		msg := err.Error()
+		if len(msg) > 300 {
+			msg = msg[:300] + "…"
+		}
+		return nil, fmt.Errorf("identity: verify JWT-SVID: %s", msg)
 	}
 	return newJWTSVID(s), nil
 }

@@ -62,8 +62,9 @@ func WithStartTimeout(d time.Duration) SPIFFEOption {
 	return func(c *spiffeConfig) { c.startTimeout = d }
 }
 
-// WithTrustDomains accepts only SVIDs of these trust domains; others the
-// Workload API serves are ignored.
+// WithTrustDomains accepts only SVIDs of these trust domains: the agent's
+// own X.509-SVIDs of others are ignored, and the source gives out no bundle
+// of others, so JWT-SVIDs and handoffs from them do not verify.
 func WithTrustDomains(tds ...spiffeid.TrustDomain) SPIFFEOption {
 	return func(c *spiffeConfig) { c.trustDomains = append(c.trustDomains, tds...) }
 }
@@ -97,7 +98,8 @@ func MatchPathPrefix(td spiffeid.TrustDomain, prefix string) spiffeid.Matcher {
 //
 // A process may host several agents, each bound to its own SVID with
 // [SPIFFESource.Agent]: SPIRE serves one SVID per registration entry that
-// matches the workload. An SVID is bound to at most one agent at a time.
+// matches the workload. A SPIFFE ID is bound to at most one agent of the
+// process at a time, whichever source it came from.
 //
 // The source keeps serving the SVIDs it has while the Workload API is
 // unreachable, until they expire. When the Workload API says the workload
@@ -240,6 +242,18 @@ func (s *SPIFFESource) OnX509ContextWatchError(err error) {
 	}
 }
 
+// allowedTD refuses a trust domain WithTrustDomains excludes: the source
+// gives out no bundle of it, so no SVID of it verifies.
+func (s *SPIFFESource) allowedTD(td spiffeid.TrustDomain) error {
+	if s == nil {
+		return ErrClosed
+	}
+	if len(s.cfg.trustDomains) > 0 && !slices.Contains(s.cfg.trustDomains, td) {
+		return fmt.Errorf("identity: trust domain %q is not allowed", td.Name())
+	}
+	return nil
+}
+
 func (s *SPIFFESource) allowed(id spiffeid.ID) error {
 	if len(s.cfg.trustDomains) > 0 && !slices.Contains(s.cfg.trustDomains, id.TrustDomain()) {
 		return fmt.Errorf("trust domain %q is not allowed", id.TrustDomain().Name())
@@ -261,31 +275,64 @@ func (s *SPIFFESource) IDs() []spiffeid.ID {
 	return out
 }
 
-// Selector picks one SVID of a workload for an agent.
+// Selector picks one SVID of a workload for an agent. The zero Selector
+// selects nothing.
 type Selector struct {
+	kind selectorKind
 	id   spiffeid.ID
 	hint string
 }
 
-// ByID selects the SVID of SPIFFE ID id.
-func ByID(id spiffeid.ID) Selector { return Selector{id: id} }
+type selectorKind int
 
-// ByHint selects the SVID whose registration entry carries hint.
-func ByHint(hint string) Selector { return Selector{hint: hint} }
+const (
+	selectNone selectorKind = iota
+	selectID
+	selectHint
+	selectOnly
+)
+
+// ByID selects the SVID of SPIFFE ID id. A zero id selects nothing.
+func ByID(id spiffeid.ID) Selector { return Selector{kind: selectID, id: id} }
+
+// ByHint selects the SVID whose registration entry carries hint. An empty
+// hint selects nothing.
+func ByHint(hint string) Selector { return Selector{kind: selectHint, hint: hint} }
 
 // OnlySVID selects the workload's SVID when it has exactly one, and fails
 // when it has several: pick one with ByID or ByHint then.
-func OnlySVID() Selector { return Selector{} }
+func OnlySVID() Selector { return Selector{kind: selectOnly} }
 
 func (sel Selector) String() string {
-	switch {
-	case !sel.id.IsZero():
+	switch sel.kind {
+	case selectID:
 		return "SPIFFE ID " + sel.id.String()
-	case sel.hint != "":
+	case selectHint:
 		return fmt.Sprintf("hint %q", sel.hint)
+	case selectOnly:
+		return "the only SVID"
 	}
-	return "the only SVID"
+	return "no selector"
 }
+
+func (sel Selector) matches(sv *x509svid.SVID) bool {
+	switch sel.kind {
+	case selectID:
+		return sv.ID == sel.id
+	case selectHint:
+		return sv.Hint == sel.hint
+	case selectOnly:
+		return true
+	}
+	return false
+}
+
+// bound holds the SPIFFE IDs bound to an agent anywhere in this process, by
+// any SPIFFESource.
+var bound = struct {
+	sync.Mutex
+	agents map[spiffeid.ID]*SPIFFEAgent
+}{agents: map[spiffeid.ID]*SPIFFEAgent{}}
 
 // Agent binds an agent to the SVID sel selects now and returns its
 // identity. From then on the agent follows that SPIFFE ID's rotations. An
@@ -293,6 +340,10 @@ func (sel Selector) String() string {
 // ErrIdentityInUse, so two agents never share an identity by accident;
 // Release ends a binding.
 func (s *SPIFFESource) Agent(sel Selector) (*SPIFFEAgent, error) {
+	switch {
+	case sel.kind == selectNone, sel.kind == selectID && sel.id.IsZero(), sel.kind == selectHint && sel.hint == "":
+		return nil, fmt.Errorf("identity: no SVID selected: use ByID with a SPIFFE ID, ByHint with a hint, or OnlySVID")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -300,10 +351,7 @@ func (s *SPIFFESource) Agent(sel Selector) (*SPIFFEAgent, error) {
 	}
 	var match []*x509svid.SVID
 	for _, sv := range s.svids {
-		switch {
-		case !sel.id.IsZero() && sv.ID == sel.id,
-			sel.hint != "" && sv.Hint == sel.hint,
-			sel.id.IsZero() && sel.hint == "":
+		if sel.matches(sv) {
 			match = append(match, sv)
 		}
 	}
@@ -314,10 +362,13 @@ func (s *SPIFFESource) Agent(sel Selector) (*SPIFFEAgent, error) {
 		return nil, fmt.Errorf("identity: %d SVIDs match %s: select one by SPIFFE ID or hint", len(match), sel)
 	}
 	id := match[0].ID
-	if _, taken := s.bound[id]; taken {
+	bound.Lock()
+	defer bound.Unlock()
+	if _, taken := bound.agents[id]; taken {
 		return nil, fmt.Errorf("%w: %s", ErrIdentityInUse, id)
 	}
 	a := &SPIFFEAgent{s: s, id: id}
+	bound.agents[id] = a
 	s.bound[id] = a
 	return a, nil
 }
@@ -325,6 +376,9 @@ func (s *SPIFFESource) Agent(sel Selector) (*SPIFFEAgent, error) {
 // GetX509BundleForTrustDomain implements x509bundle.Source with the bundles
 // the Workload API serves (the own trust domain's and federated ones).
 func (s *SPIFFESource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if err := s.allowedTD(td); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	b := s.bundles
 	s.mu.Unlock()
@@ -337,6 +391,9 @@ func (s *SPIFFESource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x5
 // GetJWTBundleForTrustDomain implements jwtbundle.Source with the JWT
 // bundles the Workload API serves, to verify JWT-SVIDs other agents present.
 func (s *SPIFFESource) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
+	if err := s.allowedTD(td); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	j := s.jwt
 	s.mu.Unlock()
@@ -358,6 +415,9 @@ func (s *SPIFFESource) Close() error {
 	s.svids = nil
 	j := s.jwt
 	s.jwt = nil
+	for _, a := range s.bound {
+		unbind(a)
+	}
 	s.mu.Unlock()
 	s.cancel()
 	var errs []error
@@ -395,7 +455,7 @@ func (a *SPIFFEAgent) SVID() (*x509svid.SVID, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNoIdentity, ErrClosed)
 	}
 	if s.bound[a.id] != a {
-		return nil, fmt.Errorf("%w: agent binding to %s was released", ErrNoIdentity, a.id)
+		return nil, fmt.Errorf("%w: the agent's binding to %s was released", ErrNoIdentity, a.id)
 	}
 	for _, sv := range s.svids {
 		if sv.ID == a.id {
@@ -458,6 +518,15 @@ func (a *SPIFFEAgent) Release() {
 	defer a.s.mu.Unlock()
 	if a.s.bound[a.id] == a {
 		delete(a.s.bound, a.id)
+	}
+	unbind(a)
+}
+
+func unbind(a *SPIFFEAgent) {
+	bound.Lock()
+	defer bound.Unlock()
+	if bound.agents[a.id] == a {
+		delete(bound.agents, a.id)
 	}
 }
 
