@@ -18,7 +18,7 @@ import (
 // ByID of a zero SPIFFE ID (an ID that failed to parse, an unset
 // configuration value) is the same Selector as OnlySVID: it binds whatever
 // single SVID the workload has, instead of failing.
-func TestReview_ByIDZeroSelectsOnlySVID(t *testing.T) {
+func TestByIDZeroSelectsNothing(t *testing.T) {
 	iss := issuer(t, "example.org")
 	wl := identitytest.NewWorkloadAPI(t, iss, identitytest.Entry{ID: mustID(t, "spiffe://example.org/agent/admin")})
 	src := newSource(t, wl.Addr())
@@ -29,7 +29,7 @@ func TestReview_ByIDZeroSelectsOnlySVID(t *testing.T) {
 }
 
 // Likewise ByHint("") binds the only SVID.
-func TestReview_ByHintEmptySelectsOnlySVID(t *testing.T) {
+func TestByHintEmptySelectsNothing(t *testing.T) {
 	iss := issuer(t, "example.org")
 	wl := identitytest.NewWorkloadAPI(t, iss, identitytest.Entry{ID: mustID(t, "spiffe://example.org/agent/admin"), Hint: "admin"})
 	src := newSource(t, wl.Addr())
@@ -41,7 +41,7 @@ func TestReview_ByHintEmptySelectsOnlySVID(t *testing.T) {
 // ErrIdentityInUse is promised per process ("bound to another live agent
 // of this process"), but the binding table is per SPIFFESource: a second
 // source in the same process binds the same SPIFFE ID again.
-func TestReview_IdentityInUseAcrossSources(t *testing.T) {
+func TestIdentityInUseAcrossSources(t *testing.T) {
 	iss := issuer(t, "example.org")
 	id := mustID(t, "spiffe://example.org/agent/a")
 	wl := identitytest.NewWorkloadAPI(t, iss, identitytest.Entry{ID: id})
@@ -62,7 +62,7 @@ func TestReview_IdentityInUseAcrossSources(t *testing.T) {
 // serves as a jwtbundle.Source, which a guard uses (by default, through the
 // agent) to verify handoffs: a JWT-SVID of a federated trust domain the
 // source was told not to accept verifies.
-func TestReview_TrustDomainRestrictionNotAppliedToJWTBundles(t *testing.T) {
+func TestTrustDomainRestrictionCoversJWTBundles(t *testing.T) {
 	iss := issuer(t, "example.org")
 	other := issuer(t, "other.org")
 	self := mustID(t, "spiffe://example.org/agent/callee")
@@ -98,7 +98,7 @@ func TestReview_TrustDomainRestrictionNotAppliedToJWTBundles(t *testing.T) {
 // A handoff's tokens are not bound to each other: any suffix of a valid
 // handoff is itself a valid handoff, so whoever holds A>B>C's header can
 // present B>C only, and the checks for A (attenuation) are dropped.
-func TestReview_HandoffPrefixCanBeDropped(t *testing.T) {
+func TestHandoffTailWithoutHeadRefused(t *testing.T) {
 	iss := issuer(t, "example.org")
 	a, _ := iss.Agent("/agent/a")
 	b, _ := iss.Agent("/agent/b")
@@ -127,7 +127,7 @@ func TestReview_HandoffPrefixCanBeDropped(t *testing.T) {
 
 // Verify and VerifyJWTSVID check for a nil bundle source, but a typed nil
 // (a nil *SPIFFESource or *DevIssuer in the interface) panics.
-func TestReview_VerifyTypedNilBundlesPanics(t *testing.T) {
+func TestVerifyTypedNilBundlesRefused(t *testing.T) {
 	iss := issuer(t, "example.org")
 	a, _ := iss.Agent("/agent/a")
 	b, _ := iss.Agent("/agent/b")
@@ -148,7 +148,7 @@ func TestReview_VerifyTypedNilBundlesPanics(t *testing.T) {
 
 // Pins: nil and zero values of the handoff and JWT-SVID types neither panic
 // nor verify, and none prints its tokens.
-func TestReview_NilAndZeroValues(t *testing.T) {
+func TestNilAndZeroValues(t *testing.T) {
 	iss := issuer(t, "example.org")
 	b, _ := iss.Agent("/agent/b")
 	var h *identity.Handoff
@@ -184,7 +184,7 @@ func TestReview_NilAndZeroValues(t *testing.T) {
 
 // Pins: a handoff signed by another CA of the same trust domain (a forged
 // issuer) does not verify, and a handoff's depth limit is exact.
-func TestReview_HandoffForgedAndDepth(t *testing.T) {
+func TestHandoffForgedAndDepth(t *testing.T) {
 	iss := issuer(t, "example.org")
 	forger := issuer(t, "example.org")
 	a, _ := forger.Agent("/agent/a")
@@ -211,7 +211,7 @@ func TestReview_HandoffForgedAndDepth(t *testing.T) {
 }
 
 // Pins: Close leaves no goroutine of the source behind.
-func TestReview_SourceCloseLeavesNoGoroutines(t *testing.T) {
+func TestSourceCloseLeavesNoGoroutines(t *testing.T) {
 	iss := issuer(t, "example.org")
 	wl := identitytest.NewWorkloadAPI(t, iss, identitytest.Entry{ID: mustID(t, "spiffe://example.org/a")})
 	// Warm up gRPC's package-level goroutines.
@@ -245,7 +245,7 @@ func TestReview_SourceCloseLeavesNoGoroutines(t *testing.T) {
 // Pins: no data race between rotations, identity and JWT-SVID requests,
 // Release, re-binding and Close (run with -race); after Close nothing
 // answers with an identity.
-func TestReview_SourceConcurrentUseAndClose(t *testing.T) {
+func TestSourceConcurrentUseAndClose(t *testing.T) {
 	iss := issuer(t, "example.org")
 	id := mustID(t, "spiffe://example.org/a")
 	wl := identitytest.NewWorkloadAPI(t, iss, identitytest.Entry{ID: id})

@@ -33,7 +33,7 @@ const reviewPolicies = `
 // task gets an implicit task that inherits neither the sensitivity nor the
 // user of the delegating task: the Confidential task's sub-agent may
 // "export", which the delegating task itself may not.
-func TestReview_SubAgentImplicitTaskDropsInheritance(t *testing.T) {
+func TestSubAgentImplicitTaskInherits(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies)
@@ -73,7 +73,7 @@ func TestReview_SubAgentImplicitTaskDropsInheritance(t *testing.T) {
 // The sub-agent's task inherits OnBehalfOf only when its spec leaves it
 // empty: a sub-agent may claim to serve another user than the task it was
 // handed serves.
-func TestReview_SubAgentTaskOverridesOnBehalfOf(t *testing.T) {
+func TestSubAgentTaskCannotSwitchUser(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies)
@@ -107,7 +107,7 @@ func TestReview_SubAgentTaskOverridesOnBehalfOf(t *testing.T) {
 // delegating agent's attenuation check is made against the sub-agent's
 // (clean) task: after the planner read personal data it may not send
 // e-mail, but its sub-agent may, on the planner's behalf.
-func TestReview_TaintLaunderedThroughDelegation(t *testing.T) {
+func TestTaintFollowsDelegation(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies)
@@ -141,7 +141,7 @@ func TestReview_TaintLaunderedThroughDelegation(t *testing.T) {
 // WithMaxDelegationDepth(0) "forbids delegation altogether", but
 // AcceptHandoff passes 0 to Handoff.Verify, where it means "no limit": the
 // handoff is accepted and audited as allowed.
-func TestReview_AcceptHandoffIgnoresZeroMaxDepth(t *testing.T) {
+func TestAcceptHandoffZeroMaxDepth(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies, agentguard.WithMaxDelegationDepth(0))
@@ -160,7 +160,7 @@ func TestReview_AcceptHandoffIgnoresZeroMaxDepth(t *testing.T) {
 // A panic in the identity source during AcceptHandoff escapes the guard
 // (identify runs before the deferred recover), instead of being a denial
 // that is audited, as the README promises for every component.
-func TestReview_AcceptHandoffPanicInIdentitySource(t *testing.T) {
+func TestAcceptHandoffPanicInIdentitySourceAudited(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	rec := devAgent(t, iss, "/agent/researcher", reviewPolicies) // for the audit recorder type only
@@ -192,7 +192,7 @@ func TestReview_AcceptHandoffPanicInIdentitySource(t *testing.T) {
 }
 
 // Pins: a nil handoff is refused, not a panic, and the refusal is audited.
-func TestReview_AcceptNilHandoff(t *testing.T) {
+func TestAcceptNilHandoff(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies)
 	if _, err := researcher.guard.AcceptHandoff(context.Background(), nil); !errors.Is(err, agentguard.ErrDelegation) {
@@ -206,7 +206,7 @@ func TestReview_AcceptNilHandoff(t *testing.T) {
 // Pins: a handoff addressed to the researcher is useless to the fetcher
 // (replay to another agent), and the delegated context of one agent is
 // refused to another agent and to the delegating agent itself.
-func TestReview_HandoffNotReplayableToAnotherAgent(t *testing.T) {
+func TestHandoffNotReplayableToAnotherAgent(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies)
@@ -256,7 +256,7 @@ func mustSPIFFE(t *testing.T, s string) spiffeid.ID {
 // minted for any other purpose with the researcher as audience (ordinary
 // service-to-service authentication) is accepted as a handoff from the
 // planner, so the researcher can claim a delegation it was never given.
-func TestReview_OrdinaryJWTSVIDAcceptedAsHandoff(t *testing.T) {
+func TestOrdinaryJWTSVIDNotAHandoff(t *testing.T) {
 	iss := newIssuer(t, "example.org")
 	planner := devAgent(t, iss, "/agent/planner", reviewPolicies)
 	researcher := devAgent(t, iss, "/agent/researcher", reviewPolicies)
