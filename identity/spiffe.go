@@ -159,9 +159,9 @@ func NewSPIFFESource(ctx context.Context, opts ...SPIFFEOption) (*SPIFFESource, 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		err := client.WatchX509Context(wctx, s)
+		err := client.WatchX509Context(wctx, watcher{s})
 		if err != nil && wctx.Err() == nil {
-			s.OnX509ContextWatchError(err)
+			s.watchError(err)
 		}
 	}()
 
@@ -195,9 +195,15 @@ func NewSPIFFESource(ctx context.Context, opts ...SPIFFEOption) (*SPIFFESource, 
 	return s, nil
 }
 
-// OnX509ContextUpdate is called by the Workload API client; it is not for
-// users.
-func (s *SPIFFESource) OnX509ContextUpdate(c *workloadapi.X509Context) {
+// watcher receives the Workload API's updates for a source; it is not the
+// source itself, so that no caller can feed the source SVIDs.
+type watcher struct{ s *SPIFFESource }
+
+func (w watcher) OnX509ContextUpdate(c *workloadapi.X509Context) { w.s.update(c) }
+func (w watcher) OnX509ContextWatchError(err error)              { w.s.watchError(err) }
+
+// update takes a new X.509 context: the SVIDs that verify and are allowed.
+func (s *SPIFFESource) update(c *workloadapi.X509Context) {
 	now := s.cfg.now()
 	var ok []*x509svid.SVID
 	for _, sv := range c.SVIDs {
@@ -226,9 +232,8 @@ func (s *SPIFFESource) OnX509ContextUpdate(c *workloadapi.X509Context) {
 	}
 }
 
-// OnX509ContextWatchError is called by the Workload API client; it is not
-// for users.
-func (s *SPIFFESource) OnX509ContextWatchError(err error) {
+// watchError takes an error of the Workload API watch.
+func (s *SPIFFESource) watchError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastErr = err
