@@ -84,18 +84,23 @@ type DenyError struct {
 func (e *DenyError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "agentguard: call to tool %q denied at %s", e.Tool, e.Step)
-	if e.Reason != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Reason)
-	}
-	if len(e.Policies) > 0 {
-		fmt.Fprintf(&b, " (policies: %s)", strings.Join(e.Policies, ", "))
-	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
-	}
+	writeDenial(&b, e.Reason, e.Policies, e.Err)
 	return b.String()
+}
+
+// writeDenial appends the reason, deciding policies and cause of a denial.
+func writeDenial(b *strings.Builder, reason string, policies []string, cause error) {
+	if reason != "" {
+		b.WriteString(": ")
+		b.WriteString(reason)
+	}
+	if len(policies) > 0 {
+		fmt.Fprintf(b, " (policies: %s)", strings.Join(policies, ", "))
+	}
+	if cause != nil {
+		b.WriteString(": ")
+		b.WriteString(cause.Error())
+	}
 }
 
 // Is reports true for ErrDenied.
@@ -148,17 +153,7 @@ func (e *DelegationError) Error() string {
 		from = "an unidentified agent"
 	}
 	fmt.Fprintf(&b, "agentguard: delegation from %s to %s denied at %s", from, e.To, e.Step)
-	if e.Reason != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Reason)
-	}
-	if len(e.Policies) > 0 {
-		fmt.Fprintf(&b, " (policies: %s)", strings.Join(e.Policies, ", "))
-	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
-	}
+	writeDenial(&b, e.Reason, e.Policies, e.Err)
 	return b.String()
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,23 +68,9 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 	if err != nil {
 		return err
 	}
-	steps := []struct{ say, tool, args string }{
+	runSteps(sctx, out, subTools, "sub-call-", []step{
 		{"9. sub-agent reads the ticket", "read_ticket", `{"id":"T-1001"}`},
 		{"10. sub-agent exports customers (it may; its parent may not)", "export_customers", `{}`},
-	}
-	for i, s := range steps {
-		fmt.Fprintf(out, "%s: %s %s\n", s.say, s.tool, s.args)
-		res, err := subTools.Call(sctx, agentguard.Call{ID: fmt.Sprintf("sub-call-%d", i+1), Name: s.tool, Args: json.RawMessage(s.args)})
-		var deny *agentguard.DenyError
-		switch {
-		case errors.As(err, &deny):
-			fmt.Fprintf(out, "  DENIED %s\n", deny.Reason)
-		case err != nil:
-			fmt.Fprintf(out, "  FAILED %v\n", err)
-		default:
-			fmt.Fprintf(out, "  ALLOWED → %v\n", res.Output)
-		}
-		fmt.Fprintln(out)
-	}
+	})
 	return subTask.End(ctx)
 }

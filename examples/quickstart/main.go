@@ -147,28 +147,14 @@ func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "tools the agent may see: %s\n", strings.Join(names, ", "))
 	fmt.Fprintf(out, "  (export_customers is registered but hidden: only the data team may call it)\n\n")
 
-	steps := []struct{ say, tool, args string }{
+	runSteps(ctx, out, tools, "call-", []step{
 		{"1. read the ticket", "read_ticket", `{"id":"T-1001"}`},
 		{"2. refund 40 (within the limit)", "issue_refund", `{"order":"O-77","amount":40}`},
 		{"3. refund 250 (over the limit)", "issue_refund", `{"order":"O-77","amount":250}`},
 		{"4. email the customer at an outside address", "send_email", `{"to":"bob@customer.example","body":"Refund sent"}`},
 		{"5. email the support team", "send_email", `{"to":"team@example.com","body":"Ticket T-1001 refunded"}`},
 		{"6. call the hidden export tool anyway", "export_customers", `{}`},
-	}
-	for i, s := range steps {
-		fmt.Fprintf(out, "%s: %s %s\n", s.say, s.tool, s.args)
-		res, err := tools.Call(ctx, agentguard.Call{ID: fmt.Sprintf("call-%d", i+1), Name: s.tool, Args: json.RawMessage(s.args)})
-		var deny *agentguard.DenyError
-		switch {
-		case errors.As(err, &deny):
-			fmt.Fprintf(out, "  DENIED %s\n", deny.Reason)
-		case err != nil:
-			fmt.Fprintf(out, "  FAILED %v\n", err)
-		default:
-			fmt.Fprintf(out, "  ALLOWED → %v\n", res.Output)
-		}
-		fmt.Fprintln(out)
-	}
+	})
 	fmt.Fprintf(out, "task taint: %v\n\n", task.Taint())
 
 	if err := delegate(ctx, out, guard, engine, ids); err != nil {
@@ -246,5 +232,26 @@ func supportTools() []*agentguard.Tool {
 				return &agentguard.Result{Output: "…every customer…"}, nil
 			},
 		},
+	}
+}
+
+// step is one tool call the quickstart's agent makes.
+type step struct{ say, tool, args string }
+
+// runSteps makes each call through tools and prints what the guard said.
+func runSteps(ctx context.Context, out io.Writer, tools *agentguard.Registry, idPrefix string, steps []step) {
+	for i, s := range steps {
+		fmt.Fprintf(out, "%s: %s %s\n", s.say, s.tool, s.args)
+		res, err := tools.Call(ctx, agentguard.Call{ID: fmt.Sprintf("%s%d", idPrefix, i+1), Name: s.tool, Args: json.RawMessage(s.args)})
+		var deny *agentguard.DenyError
+		switch {
+		case errors.As(err, &deny):
+			fmt.Fprintf(out, "  DENIED %s\n", deny.Reason)
+		case err != nil:
+			fmt.Fprintf(out, "  FAILED %v\n", err)
+		default:
+			fmt.Fprintf(out, "  ALLOWED → %v\n", res.Output)
+		}
+		fmt.Fprintln(out)
 	}
 }
