@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,15 +77,31 @@ func TestGuardWithWorkloadAPIIdentity(t *testing.T) {
 	}
 }
 
+// TestHandoffBetweenWorkloads: agents of two processes, each with its own
+// Workload API (the fake one), hand a task over with JWT-SVIDs from those
+// Workload APIs: allowed, refused by policy, attenuated, and refused for a
+// wrong audience, an expired token and a foreign trust domain.
 func TestHandoffBetweenWorkloads(t *testing.T) {
-	iss := newIssuer(t, "example.org")
+	var offset atomic.Int64
+	iss := newIssuer(t, "example.org", identity.WithDevClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }))
 	const policies = `
 @id("deleg") permit(principal == Agent::"spiffe://example.org/agent/parent", action == Action::"delegate", resource == Agent::"spiffe://example.org/agent/child");
 @id("search") permit(principal, action == Action::"search", resource);
+@id("child-deletes") permit(principal == Agent::"spiffe://example.org/agent/child", action == Action::"delete", resource);
 `
-	_, _, parent, _ := workloadAgent(t, iss, "spiffe://example.org/agent/parent", policies)
+	_, parentAgent, parent, _ := workloadAgent(t, iss, "spiffe://example.org/agent/parent", policies)
 	_, child, childGuard, childAudit := workloadAgent(t, iss, "spiffe://example.org/agent/child", policies)
+	_, other, otherGuard, _ := workloadAgent(t, iss, "spiffe://example.org/agent/other", policies)
 	ctx := context.Background()
+
+	// Policy does not let the parent hand work to "other".
+	if _, err := parent.Handoff(ctx, other.ID()); !errors.Is(err, agentguard.ErrDenied) {
+		t.Errorf("handoff to other: err = %v, want denied", err)
+	}
+	// The child alone may delete; on the parent's task it may not.
+	if err := call(ctx, childGuard, "delete"); err != nil {
+		t.Fatalf("child alone: delete: %v", err)
+	}
 
 	// The parent's JWT-SVID comes from its Workload API; the child verifies
 	// it with the JWT bundle its own Workload API serves.
@@ -105,10 +123,32 @@ func TestHandoffBetweenWorkloads(t *testing.T) {
 	if last, _ := childAudit.Last(); len(last.Chain) != 1 || last.Chain[0] != "spiffe://example.org/agent/parent" {
 		t.Errorf("child's call chain = %q", last.Chain)
 	}
+	if err := call(cctx, childGuard, "delete"); !errors.Is(err, agentguard.ErrDenied) {
+		t.Errorf("delegated delete: err = %v, want denied (attenuation)", err)
+	}
+	// Addressed to the child, presented by another agent.
+	if _, err := otherGuard.AcceptHandoff(ctx, wire); !errors.Is(err, agentguard.ErrDelegation) || !strings.Contains(err.Error(), "audience") {
+		t.Errorf("wrong audience: err = %v", err)
+	}
+	// Signed by the same CA an hour ago: expired. (go-spiffe's client itself
+	// refuses to hand out an expired JWT-SVID, so the issuer mints it.)
+	devParent, err := iss.Agent(parentAgent.ID().Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(-time.Hour))
+	old, err := identity.NewHandoff(ctx, devParent, nil, child.ID())
+	offset.Store(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := childGuard.AcceptHandoff(ctx, old); !errors.Is(err, agentguard.ErrDelegation) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired: err = %v", err)
+	}
 
 	// A parent in a trust domain the child's Workload API has no bundle for.
-	other := newIssuer(t, "other.org")
-	foreignParent, _ := other.Agent("/agent/parent")
+	otherTD := newIssuer(t, "other.org")
+	foreignParent, _ := otherTD.Agent("/agent/parent")
 	foreign, err := identity.NewHandoff(ctx, foreignParent, nil, child.ID())
 	if err != nil {
 		t.Fatal(err)
