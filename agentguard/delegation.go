@@ -30,7 +30,6 @@ type delegation struct {
 	// chain could not mint JWT-SVIDs.
 	handoff *identity.Handoff
 	// Of the delegating agent's task, for the sub-agent's task.
-	parentTask  string
 	onBehalfOf  string
 	sensitivity Sensitivity
 	taint       []string
@@ -142,11 +141,13 @@ func withDelegation(ctx context.Context, d *delegation) context.Context {
 	return context.WithValue(ctx, taskKey{}, (*Task)(nil))
 }
 
-// delegation is the state of one handoff as it is checked.
+// delegating is the state of one handoff as it is checked.
 type delegating struct {
 	g    *Guard
 	span trace.Span
 	ev   audit.Event
+	// from is the delegating agent, once known.
+	from identity.Identity
 }
 
 func (g *Guard) beginDelegation(ctx context.Context, kind audit.Kind, to spiffeid.ID) (context.Context, *delegating) {
@@ -168,6 +169,7 @@ func (g *Guard) beginDelegation(ctx context.Context, kind audit.Kind, to spiffei
 }
 
 func (d *delegating) setAgent(id identity.Identity) {
+	d.from = id
 	d.ev.Agent = id.ID.String()
 	d.ev.Chain = id.ChainStrings()
 	d.span.SetAttributes(semconv.GenAIAgentID(d.ev.Agent))
@@ -182,11 +184,7 @@ func (d *delegating) deny(ctx context.Context, step, reason string, policies []s
 	if policies != nil {
 		d.ev.Policies = policies
 	}
-	from := d.ev.Agent
-	if len(d.ev.Chain) > 0 {
-		from = identity.MustParse(d.ev.Agent, d.ev.Chain...).String()
-	}
-	err := &DelegationError{From: from, To: d.ev.Delegatee, Step: step, Policies: slices.Clone(d.ev.Policies), Reason: reason, Err: cause}
+	err := &DelegationError{From: d.fromString(), To: d.ev.Delegatee, Step: step, Policies: slices.Clone(d.ev.Policies), Reason: reason, Err: cause}
 	d.ev.Error = err.Error()
 	d.span.SetAttributes(AttrDecision.String(audit.Deny), AttrStep.String(step), AttrReason.String(reason),
 		attribute.String(string(semconv.ErrorTypeKey), "agentguard.denied"))
@@ -195,6 +193,15 @@ func (d *delegating) deny(ctx context.Context, step, reason string, policies []s
 		return errors.Join(err, aerr)
 	}
 	return err
+}
+
+// fromString names the delegating agent with its chain, or nothing when it
+// is not known.
+func (d *delegating) fromString() string {
+	if d.from.IsZero() {
+		return ""
+	}
+	return d.from.String()
 }
 
 func (d *delegating) finish(ctx context.Context) error {
@@ -209,7 +216,7 @@ func (d *delegating) allow(ctx context.Context) error {
 	d.span.SetAttributes(AttrDecision.String(audit.Allow), AttrOutcome.String(audit.OutcomeOK))
 	if err := d.finish(ctx); err != nil {
 		d.span.SetStatus(codes.Error, "audit record not written")
-		return &DelegationError{From: d.ev.Agent, To: d.ev.Delegatee, Step: StepAudit, Reason: "audit record not written", Err: err}
+		return &DelegationError{From: d.fromString(), To: d.ev.Delegatee, Step: StepAudit, Reason: "audit record not written", Err: err}
 	}
 	return nil
 }
@@ -231,7 +238,11 @@ func (d *delegating) authorize(ctx context.Context, agent identity.Identity, to 
 		return d.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
 	}
 	d.ev.Policies = dec.Policies
-	d.span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(map[bool]string{true: audit.Allow, false: audit.Deny}[dec.Allowed]),
+	decision := audit.Deny
+	if dec.Allowed {
+		decision = audit.Allow
+	}
+	d.span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(decision),
 		AttrPolicies.StringSlice(dec.Policies), AttrRevision.String(dec.Revision), AttrReason.String(dec.Reason)))
 	if !dec.Allowed {
 		var cause error
@@ -317,9 +328,6 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 	}
 	out := &delegation{chain: append(slices.Clone(id.Chain), id.ID), to: to,
 		onBehalfOf: state.OnBehalfOf, sensitivity: state.Sensitivity, taint: state.Taint}
-	if !parent.implicit {
-		out.parentTask = parent.spec.ID
-	}
 	// The proof covers the whole chain or is not made: a chain the identity
 	// source gave, or one an agent up the chain could not prove, is left
 	// unproved rather than shortened.

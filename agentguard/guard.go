@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 

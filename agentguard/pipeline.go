@@ -168,7 +168,7 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	p.step = StepIdentify
 	id, reason, err := g.identify(ctx)
 	if err != nil {
-		if id.ID.IsZero() == false {
+		if !id.ID.IsZero() {
 			p.ev.Agent = id.ID.String()
 		}
 		return p.deny(ctx, StepIdentify, reason, nil, err)

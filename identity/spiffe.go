@@ -117,7 +117,6 @@ type SPIFFESource struct {
 	bundles *x509bundle.Set
 	lastErr error
 	ready   chan struct{} // closed on the first usable update
-	bound   map[spiffeid.ID]*SPIFFEAgent
 	closed  bool
 }
 
@@ -155,7 +154,7 @@ func NewSPIFFESource(ctx context.Context, opts ...SPIFFEOption) (*SPIFFESource, 
 		return nil, fmt.Errorf("identity: Workload API at %s: %w", cfg.addr, err)
 	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &SPIFFESource{cfg: cfg, client: client, cancel: cancel, ready: make(chan struct{}), bound: map[spiffeid.ID]*SPIFFEAgent{}}
+	s := &SPIFFESource{cfg: cfg, client: client, cancel: cancel, ready: make(chan struct{})}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -374,7 +373,6 @@ func (s *SPIFFESource) Agent(sel Selector) (*SPIFFEAgent, error) {
 	}
 	a := &SPIFFEAgent{s: s, id: id}
 	bound.agents[id] = a
-	s.bound[id] = a
 	return a, nil
 }
 
@@ -420,10 +418,14 @@ func (s *SPIFFESource) Close() error {
 	s.svids = nil
 	j := s.jwt
 	s.jwt = nil
-	for _, a := range s.bound {
-		unbind(a)
-	}
 	s.mu.Unlock()
+	bound.Lock()
+	for id, a := range bound.agents {
+		if a.s == s {
+			delete(bound.agents, id)
+		}
+	}
+	bound.Unlock()
 	s.cancel()
 	var errs []error
 	if j != nil {
@@ -459,7 +461,7 @@ func (a *SPIFFEAgent) SVID() (*x509svid.SVID, error) {
 	if s.closed {
 		return nil, fmt.Errorf("%w: %w", ErrNoIdentity, ErrClosed)
 	}
-	if s.bound[a.id] != a {
+	if !a.isBound() {
 		return nil, fmt.Errorf("%w: the agent's binding to %s was released", ErrNoIdentity, a.id)
 	}
 	for _, sv := range s.svids {
@@ -519,20 +521,17 @@ func (a *SPIFFEAgent) JWTSVID(ctx context.Context, audience string, extra ...str
 // Release ends the agent's binding: its SPIFFE ID may be bound again, and
 // this SPIFFEAgent has no identity any more.
 func (a *SPIFFEAgent) Release() {
-	a.s.mu.Lock()
-	defer a.s.mu.Unlock()
-	if a.s.bound[a.id] == a {
-		delete(a.s.bound, a.id)
-	}
-	unbind(a)
-}
-
-func unbind(a *SPIFFEAgent) {
 	bound.Lock()
 	defer bound.Unlock()
 	if bound.agents[a.id] == a {
 		delete(bound.agents, a.id)
 	}
+}
+
+func (a *SPIFFEAgent) isBound() bool {
+	bound.Lock()
+	defer bound.Unlock()
+	return bound.agents[a.id] == a
 }
 
 // GetJWTBundleForTrustDomain implements jwtbundle.Source with the source's
