@@ -112,6 +112,7 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 	c.Name = req.Name
 	c.Provider = req.Provider
 	c.Audience = req.Audience
+	c.Resources = slices.Clone(req.Resources)
 	c.Scopes = slices.Clone(req.Scopes)
 	c.TaskID = req.TaskID
 	if c.LeaseID == "" {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentguard/go-sdk/identity"
 )
 
 // Requirement is what a tool declares about one credential it needs. The
@@ -18,6 +20,9 @@ type Requirement struct {
 	Provider string
 	// Audience is the service the credential is for.
 	Audience string
+	// Resources are the resource indicators (RFC 8707) the credential is
+	// for: absolute URIs of the resource servers that will accept it.
+	Resources []string
 	// Scopes are the least scopes the tool needs.
 	Scopes []string
 	// TTL is the longest the credential may live; zero means the provider's default.
@@ -25,12 +30,19 @@ type Requirement struct {
 }
 
 // key identifies a lease for caching within a task: agent, provider,
-// audience and sorted scopes. The agent is part of it so that a sub-agent
-// working on a delegated task never receives its parent's lease.
+// audience, sorted resources and sorted scopes. The agent is part of it so
+// that a sub-agent working on a delegated task never receives its parent's
+// lease.
 func (r Request) key() string {
-	s := slices.Clone(r.Scopes)
+	return r.Agent + "\x00" + r.Provider + "\x00" + r.Audience + "\x00" +
+		strings.Join(sortedSet(r.Resources), " ") + "\x00" + strings.Join(sortedSet(r.Scopes), " ")
+}
+
+// sortedSet returns s sorted, without duplicates, as a new slice.
+func sortedSet(s []string) []string {
+	s = slices.Clone(s)
 	slices.Sort(s)
-	return r.Agent + "\x00" + r.Provider + "\x00" + r.Audience + "\x00" + strings.Join(slices.Compact(s), " ")
+	return slices.Compact(s)
 }
 
 // Request is what a Provider is asked to issue.
@@ -42,6 +54,15 @@ type Request struct {
 	Agent string
 	// NotAfter is the latest expiry allowed: the task's deadline, if it has one.
 	NotAfter time.Time
+	// JWTIssuer mints the acting agent's JWT-SVIDs, for providers that
+	// prove the agent's identity to the issuer (token exchange, JWT client
+	// assertions) or hand out a JWT-SVID itself. Nil when the agent's
+	// identity source cannot mint them.
+	JWTIssuer identity.JWTIssuer
+	// UserToken is the token of the user the task serves, if the task has
+	// one: the subject of an on-behalf-of token exchange. It is never
+	// part of the cache key, and never printed.
+	UserToken Secret
 }
 
 // Credential is one lease of a credential to one task.
@@ -53,10 +74,13 @@ type Credential struct {
 	Name string
 	// LeaseID identifies this lease in audit records. It is not secret.
 	LeaseID string
-	// Provider, Audience and Scopes say what the credential grants.
-	Provider string
-	Audience string
-	Scopes   []string
+	// Provider, Audience, Resources and Scopes say what the credential
+	// grants: Scopes are those the issuer granted when it said, else those
+	// requested.
+	Provider  string
+	Audience  string
+	Resources []string
+	Scopes    []string
 	// TaskID is the task it was leased to.
 	TaskID string
 	// IssuedAt and ExpiresAt bound its life.
@@ -78,6 +102,7 @@ func (c *Credential) LogValue() slog.Value {
 		slog.String("lease_id", c.LeaseID),
 		slog.String("provider", c.Provider),
 		slog.String("audience", c.Audience),
+		slog.Any("resources", c.Resources),
 		slog.Any("scopes", c.Scopes),
 		slog.Time("expires_at", c.ExpiresAt),
 	)
