@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -13,6 +14,10 @@ import (
 // broker does not have.
 var ErrUnknownProvider = errors.New("credentials: unknown provider")
 
+// ErrTaskEnded is returned by Lease for a task whose leases were revoked
+// while the lease was being made.
+var ErrTaskEnded = errors.New("credentials: task ended while leasing")
+
 // renewBefore is how long before expiry a cached lease is replaced, so a
 // tool never starts with a credential about to expire: a tenth of the
 // lease's life, at most 30 seconds.
@@ -20,14 +25,32 @@ func renewBefore(c *Credential) time.Duration {
 	return min(30*time.Second, c.ExpiresAt.Sub(c.IssuedAt)/10)
 }
 
+// Defaults of a Broker's retries; see WithRetry and WithAttemptTimeout.
+const (
+	DefaultAttempts       = 3
+	DefaultBackoff        = 100 * time.Millisecond
+	DefaultAttemptTimeout = 5 * time.Second
+	maxBackoff            = 2 * time.Second
+)
+
 // Broker leases credentials to tasks. It caches one lease per task and per
-// (agent, provider, audience, sorted scopes), issues a new one when the cached one is
-// near expiry, and revokes every lease of a task when asked. Concurrent
-// requests for the same lease cause one issuance. A Broker is safe for
-// concurrent use; its zero value is not usable, use NewBroker.
+// (agent, provider, audience, resources, sorted scopes, TTL), issues a new
+// one when the cached one is near expiry, and revokes every lease of a task
+// when asked. Concurrent requests for the same lease cause one issuance.
+//
+// Issuing and revoking are retried on temporary failures (see [Temporary]):
+// at most a few attempts, each bounded by an attempt timeout, with
+// exponential backoff, and never past the caller's deadline.
+//
+// A Broker is safe for concurrent use; its zero value is not usable, use
+// NewBroker.
 type Broker struct {
-	providers map[string]Provider
-	now       func() time.Time
+	providers      map[string]Provider
+	now            func() time.Time
+	attempts       int
+	backoff        time.Duration
+	attemptTimeout time.Duration
+	observers      []Observer
 
 	mu    sync.Mutex
 	tasks map[string]*taskLeases
@@ -38,9 +61,21 @@ type taskLeases struct {
 	all   []*Credential // every lease issued to the task, for revocation
 }
 
+// leaseSlot holds the lease of one cache key and the issuance under way.
 type leaseSlot struct {
-	mu   sync.Mutex
+	mu     sync.Mutex
+	cred   *Credential
+	flight *flight
+}
+
+// flight is one issuance that concurrent callers wait for.
+type flight struct {
+	done chan struct{}
 	cred *Credential
+	err  error
+	// abandoned is set when the issuance failed only because the caller
+	// that made it went away; a waiter then tries itself.
+	abandoned bool
 }
 
 // BrokerOption configures a Broker.
@@ -56,9 +91,45 @@ func WithClock(now func() time.Time) BrokerOption {
 	return func(b *Broker) { b.now = now }
 }
 
+// WithRetry sets how many attempts an issuance or revocation gets (at least
+// one) and the backoff before the second; each later backoff doubles, up to
+// two seconds, with jitter. The defaults are DefaultAttempts and
+// DefaultBackoff. Only temporary failures are retried.
+func WithRetry(attempts int, backoff time.Duration) BrokerOption {
+	return func(b *Broker) { b.attempts, b.backoff = max(attempts, 1), max(backoff, 0) }
+}
+
+// WithAttemptTimeout bounds each attempt to issue or revoke; the caller's
+// deadline bounds them all. The default is DefaultAttemptTimeout.
+func WithAttemptTimeout(d time.Duration) BrokerOption {
+	return func(b *Broker) {
+		if d > 0 {
+			b.attemptTimeout = d
+		}
+	}
+}
+
+// WithObserver adds an observer that sees every event of the broker: each
+// lease issued, refreshed or revoked, and each failure. See also
+// [WithObserverContext], for the events of one call.
+func WithObserver(o Observer) BrokerOption {
+	return func(b *Broker) {
+		if o != nil {
+			b.observers = append(b.observers, o)
+		}
+	}
+}
+
 // NewBroker returns a broker with the given providers.
 func NewBroker(opts ...BrokerOption) *Broker {
-	b := &Broker{providers: map[string]Provider{}, now: time.Now, tasks: map[string]*taskLeases{}}
+	b := &Broker{
+		providers:      map[string]Provider{},
+		now:            time.Now,
+		attempts:       DefaultAttempts,
+		backoff:        DefaultBackoff,
+		attemptTimeout: DefaultAttemptTimeout,
+		tasks:          map[string]*taskLeases{},
+	}
 	for _, o := range opts {
 		o(b)
 	}
@@ -66,7 +137,8 @@ func NewBroker(opts ...BrokerOption) *Broker {
 }
 
 // Lease returns a credential for req, from the task's cache when a valid one
-// is there. Errors never contain a credential value.
+// is there; it never returns an expired credential, nor one that would
+// expire after req.NotAfter. Errors never contain a credential value.
 func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 	if req.TaskID == "" {
 		return nil, errors.New("credentials: lease without a task")
@@ -75,9 +147,54 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownProvider, req.Provider)
 	}
-	key := req.key()
+	if !req.NotAfter.IsZero() && !b.now().Before(req.NotAfter) {
+		return nil, fmt.Errorf("credentials: the task's deadline has passed")
+	}
+	tl, slot := b.slot(req)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("credentials: %w", err)
+		}
+		slot.mu.Lock()
+		if !b.open(req.TaskID, tl) {
+			slot.mu.Unlock()
+			return nil, ErrTaskEnded // revoked while this call waited
+		}
+		if c := slot.cred; c != nil && fits(c, req, b.now()) {
+			slot.mu.Unlock()
+			return named(c, req.Name), nil
+		}
+		if f := slot.flight; f != nil {
+			slot.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("credentials: %w", ctx.Err())
+			}
+			if f.abandoned {
+				continue // its caller left; try again, perhaps as the leader
+			}
+			if f.err != nil {
+				return nil, f.err
+			}
+			if fits(f.cred, req, b.now()) {
+				return named(f.cred, req.Name), nil
+			}
+			continue
+		}
+		f := &flight{done: make(chan struct{})}
+		slot.flight = f
+		old := slot.cred
+		slot.mu.Unlock()
+		return b.lead(ctx, p, req, tl, slot, f, old)
+	}
+}
 
+// slot returns the task's lease set and the slot of req's cache key.
+func (b *Broker) slot(req Request) (*taskLeases, *leaseSlot) {
+	key := req.key()
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	tl := b.tasks[req.TaskID]
 	if tl == nil {
 		tl = &taskLeases{byKey: map[string]*leaseSlot{}}
@@ -88,57 +205,156 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 		slot = &leaseSlot{}
 		tl.byKey[key] = slot
 	}
+	return tl, slot
+}
+
+// lead issues the lease of slot for every caller waiting on f, then
+// publishes the outcome. old is the lease it replaces, if any.
+func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeases, slot *leaseSlot, f *flight, old *Credential) (cred *Credential, err error) {
+	defer func() {
+		slot.mu.Lock()
+		slot.flight = nil
+		if r := recover(); r != nil {
+			// A panicking provider must not leave the waiters hanging.
+			f.err = fmt.Errorf("credentials: provider %q panicked", req.Provider)
+			slot.mu.Unlock()
+			close(f.done)
+			panic(r)
+		}
+		if err == nil {
+			slot.cred = cred
+		}
+		f.cred, f.err = cred, err
+		f.abandoned = err != nil && ctx.Err() != nil
+		slot.mu.Unlock()
+		close(f.done)
+	}()
+
+	c, attempts, err := b.issue(ctx, p, req)
+	if err != nil {
+		b.emit(ctx, failedEvent(req, attempts, err))
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.tasks[req.TaskID] != tl {
+		// The task was revoked while this lease was being issued: revoke
+		// the new lease at once rather than let it outlive its task.
+		b.mu.Unlock()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
+		defer cancel()
+		b.revokeOne(rctx, p, c)
+		return nil, ErrTaskEnded
+	}
+	tl.all = append(tl.all, c)
 	b.mu.Unlock()
 
-	slot.mu.Lock()
-	defer slot.mu.Unlock()
-	if !b.open(req.TaskID, tl) {
-		return nil, ErrTaskEnded // revoked while this call waited for the slot
+	e := leaseEvent(EventIssued, c)
+	e.Attempts = attempts
+	if old != nil {
+		e.Kind, e.Replaces = EventRefreshed, old.LeaseID
+	}
+	b.emit(ctx, e)
+	return named(c, req.Name), nil
+}
+
+// issue asks p for a credential with retries, and checks and completes what
+// it returns.
+func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credential, int, error) {
+	var c *Credential
+	attempts, err := b.retry(ctx, func(actx context.Context) error {
+		var err error
+		c, err = p.Issue(actx, req)
+		return err
+	})
+	if err != nil {
+		return nil, attempts, fmt.Errorf("credentials: provider %q: %w", req.Provider, err)
 	}
 	now := b.now()
-	if c := slot.cred; c != nil && fits(c, req, now) {
-		return named(c, req.Name), nil
-	}
-	c, err := p.Issue(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("credentials: provider %q: %w", req.Provider, err)
-	}
 	if c == nil || c.Secret.IsZero() {
-		return nil, fmt.Errorf("credentials: provider %q issued an empty credential", req.Provider)
+		return nil, attempts, fmt.Errorf("credentials: provider %q issued an empty credential", req.Provider)
 	}
 	if c.Expired(now) {
-		return nil, fmt.Errorf("credentials: provider %q issued an expired credential", req.Provider)
+		return nil, attempts, fmt.Errorf("credentials: provider %q issued an expired credential", req.Provider)
 	}
 	c.Name = req.Name
 	c.Provider = req.Provider
 	c.Audience = req.Audience
 	c.Resources = slices.Clone(req.Resources)
-	c.Scopes = slices.Clone(req.Scopes)
+	if len(c.Scopes) == 0 {
+		c.Scopes = sortedSet(req.Scopes)
+	} else if wider := excess(c.Scopes, req.Scopes); len(wider) > 0 {
+		// Never wider than the requirement: give it back.
+		err := fmt.Errorf("credentials: provider %q granted scopes %q beyond those required", req.Provider, wider)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
+		defer cancel()
+		if _, rerr := b.retry(rctx, func(actx context.Context) error { return p.Revoke(actx, c) }); rerr != nil && !errors.Is(rerr, ErrNotRevocable) {
+			err = errors.Join(err, ScrubError(fmt.Errorf("credentials: revoking it failed: %w", rerr), c))
+		}
+		return nil, attempts, err
+	}
 	c.TaskID = req.TaskID
+	c.Agent = req.Agent
 	if c.LeaseID == "" {
 		c.LeaseID = NewLeaseID()
 	}
 	if c.IssuedAt.IsZero() {
 		c.IssuedAt = now
 	}
-
-	b.mu.Lock()
-	if b.tasks[req.TaskID] != tl {
-		// The task was revoked while this lease was being issued: revoke
-		// the new lease at once rather than let it outlive its task.
-		b.mu.Unlock()
-		_ = p.Revoke(context.WithoutCancel(ctx), c)
-		return nil, ErrTaskEnded
+	// The lease never outlives the task nor the requirement's TTL, whatever
+	// the provider granted: the broker stops handing it out then.
+	if !req.NotAfter.IsZero() && (c.ExpiresAt.IsZero() || c.ExpiresAt.After(req.NotAfter)) {
+		c.ExpiresAt = req.NotAfter
 	}
-	tl.all = append(tl.all, c)
-	b.mu.Unlock()
-	slot.cred = c
-	return named(c, req.Name), nil
+	if req.TTL > 0 && (c.ExpiresAt.IsZero() || c.ExpiresAt.Sub(c.IssuedAt) > req.TTL) {
+		c.ExpiresAt = c.IssuedAt.Add(req.TTL)
+	}
+	return c, attempts, nil
 }
 
-// ErrTaskEnded is returned by Lease for a task whose leases were revoked
-// while the lease was being made.
-var ErrTaskEnded = errors.New("credentials: task ended while leasing")
+// retry runs op until it succeeds, fails for good, runs out of attempts, or
+// the next attempt could not start before ctx's deadline. Each attempt gets
+// its own timeout. It returns how many attempts ran.
+func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (int, error) {
+	backoff := b.backoff
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, b.attemptTimeout)
+		err := op(actx)
+		timedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil {
+			return attempt, nil
+		}
+		if timedOut && !Temporary(err) {
+			err = fmt.Errorf("%w: attempt timed out after %s: %w", ErrUnavailable, b.attemptTimeout, err)
+		}
+		if !Temporary(err) || attempt >= b.attempts || ctx.Err() != nil {
+			return attempt, err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
+			return attempt, err // no time left for another attempt
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return attempt, err
+		case <-t.C:
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// excess returns the scopes of granted that are not in required.
+func excess(granted, required []string) []string {
+	var out []string
+	for _, g := range granted {
+		if !slices.Contains(required, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
 
 // open reports whether tl is still the live lease set of the task.
 func (b *Broker) open(taskID string, tl *taskLeases) bool {
@@ -180,11 +396,17 @@ func named(c *Credential, name string) *Credential {
 // Revocation is the outcome of revoking one lease.
 type Revocation struct {
 	Credential *Credential
-	Err        error
+	// Attempts is how many times revocation was tried.
+	Attempts int
+	// NotRevocable is set when the provider cannot revoke the credential
+	// (ErrNotRevocable): it stays valid at its issuer until it expires.
+	NotRevocable bool
+	Err          error
 }
 
-// Revoke revokes every lease the task holds and forgets the task. It
-// returns each outcome, and an error joining the failures.
+// Revoke revokes every lease the task holds, concurrently, each with
+// bounded retries, and forgets the task. It returns each outcome, and an
+// error joining the failures. Revocation stops when ctx is done.
 func (b *Broker) Revoke(ctx context.Context, taskID string) ([]Revocation, error) {
 	b.mu.Lock()
 	tl := b.tasks[taskID]
@@ -193,15 +415,35 @@ func (b *Broker) Revoke(ctx context.Context, taskID string) ([]Revocation, error
 	if tl == nil {
 		return nil, nil
 	}
-	out := make([]Revocation, 0, len(tl.all))
+	out := make([]Revocation, len(tl.all))
+	var wg sync.WaitGroup
+	for i, c := range tl.all {
+		wg.Go(func() { out[i] = b.revokeOne(ctx, b.providers[c.Provider], c) })
+	}
+	wg.Wait()
 	var errs []error
-	for _, c := range tl.all {
-		err := b.providers[c.Provider].Revoke(ctx, c)
-		if err != nil {
-			err = fmt.Errorf("credentials: revoke lease %s: %w", c.LeaseID, err)
-			errs = append(errs, err)
+	for _, r := range out {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
 		}
-		out = append(out, Revocation{Credential: c, Err: err})
 	}
 	return out, errors.Join(errs...)
+}
+
+// revokeOne revokes c at p with retries, and reports the outcome to the
+// observers.
+func (b *Broker) revokeOne(ctx context.Context, p Provider, c *Credential) Revocation {
+	attempts, err := b.retry(ctx, func(actx context.Context) error { return p.Revoke(actx, c) })
+	r := Revocation{Credential: c, Attempts: attempts}
+	e := leaseEvent(EventRevoked, c)
+	e.Attempts = attempts
+	switch {
+	case errors.Is(err, ErrNotRevocable):
+		r.NotRevocable, e.NotRevocable = true, true
+	case err != nil:
+		r.Err = ScrubError(fmt.Errorf("credentials: revoke lease %s after %d attempt(s): %w", c.LeaseID, attempts, err), c)
+		e.Kind, e.Err = EventRevokeFailed, r.Err
+	}
+	b.emit(ctx, e)
+	return r
 }

@@ -163,11 +163,11 @@ func TestLeaseMetadata(t *testing.T) {
 	if c.Name != "github" || c.Provider != "gh" || c.Audience != "api.github.com" || c.TaskID != "task-1" {
 		t.Errorf("metadata = %+v", c)
 	}
-	if strings.Join(c.Scopes, ",") != "write,read" {
-		t.Errorf("Scopes = %q", c.Scopes)
+	if strings.Join(c.Scopes, ",") != "read,write" {
+		t.Errorf("Scopes = %q, want sorted", c.Scopes)
 	}
 	scopes[0] = "admin"
-	if c.Scopes[0] != "write" {
+	if c.Scopes[1] != "write" {
 		t.Error("credential Scopes alias the request's slice")
 	}
 	if !strings.HasPrefix(c.LeaseID, "lease-") || len(c.LeaseID) != len("lease-")+24 {
@@ -196,7 +196,7 @@ func TestLeaseKeepsProviderFields(t *testing.T) {
 			ExpiresAt: clock.Now().Add(time.Hour),
 			Secret:    credentials.NewSecret("v"),
 			// The broker overwrites what the requirement decides.
-			Name: "wrong", Provider: "wrong", Audience: "wrong", TaskID: "wrong", Scopes: []string{"wrong"},
+			Name: "wrong", Provider: "wrong", Audience: "wrong", TaskID: "wrong", Agent: "wrong",
 		}, nil
 	}}
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now))

@@ -30,12 +30,12 @@ type Requirement struct {
 }
 
 // key identifies a lease for caching within a task: agent, provider,
-// audience, sorted resources and sorted scopes. The agent is part of it so
+// audience, sorted resources, sorted scopes and TTL. The agent is part of it so
 // that a sub-agent working on a delegated task never receives its parent's
 // lease.
 func (r Request) key() string {
 	return r.Agent + "\x00" + r.Provider + "\x00" + r.Audience + "\x00" +
-		strings.Join(sortedSet(r.Resources), " ") + "\x00" + strings.Join(sortedSet(r.Scopes), " ")
+		strings.Join(sortedSet(r.Resources), " ") + "\x00" + strings.Join(sortedSet(r.Scopes), " ") + "\x00" + r.TTL.String()
 }
 
 // sortedSet returns s sorted, without duplicates, as a new slice.
@@ -81,8 +81,10 @@ type Credential struct {
 	Audience  string
 	Resources []string
 	Scopes    []string
-	// TaskID is the task it was leased to.
+	// TaskID and Agent are the task and the agent (a SPIFFE ID) it was
+	// leased to.
 	TaskID string
+	Agent  string
 	// IssuedAt and ExpiresAt bound its life.
 	IssuedAt  time.Time
 	ExpiresAt time.Time

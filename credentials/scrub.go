@@ -53,3 +53,20 @@ func forms(v string) []string {
 		base64.RawURLEncoding.EncodeToString([]byte(v)),
 	}
 }
+
+// ScrubError returns err with the values of creds scrubbed from its text,
+// as Scrub does; errors.Is and errors.As still see err. Nil stays nil.
+func ScrubError(err error, creds ...*Credential) error {
+	if err == nil {
+		return nil
+	}
+	return &scrubbed{msg: Scrub(err.Error(), creds...), err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
