@@ -5,10 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -107,8 +107,8 @@ type remoteSource struct {
 
 	mu        sync.Mutex
 	keys      map[string]*ecdsa.PublicKey
-	keysTried time.Time // last JWKS fetch that got an answer or a failure of its own
-	keysErr   error     // its failure
+	keysTried time.Time // last JWKS fetch not abandoned by its caller
+	keysErr   error     // its failure, if it failed
 	revs      map[string]struct{}
 	revsAt    time.Time // last successful revocation list fetch; zero before
 }
@@ -219,9 +219,10 @@ func (r *remoteSource) freshRevocations() (map[string]struct{}, bool) {
 	return r.revs, true
 }
 
-// get fetches url and decodes its JSON body into v.
-func (r *remoteSource) get(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// get fetches rawURL and decodes its JSON body into v.
+func (r *remoteSource) get(ctx context.Context, rawURL string, v any) error {
+	url := redacted(rawURL)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
@@ -247,6 +248,15 @@ func (r *remoteSource) get(ctx context.Context, url string, v any) error {
 	return nil
 }
 
+// redacted returns rawURL with any password masked, for error messages.
+func redacted(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable issuer URL)"
+	}
+	return u.Redacted()
+}
+
 // acquire takes the one-slot semaphore sem, or gives up when ctx is done.
 func acquire(ctx context.Context, sem chan struct{}) error {
 	select {
@@ -256,5 +266,3 @@ func acquire(ctx context.Context, sem chan struct{}) error {
 		return ctx.Err()
 	}
 }
-
-var _ = errors.New // errors is used by the package's other files
