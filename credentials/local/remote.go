@@ -224,7 +224,7 @@ func (r *remoteSource) get(ctx context.Context, rawURL string, v any) error {
 	url := redacted(rawURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: invalid URL", url)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := r.client.Do(req)
