@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy"
 )
@@ -31,6 +32,7 @@ type delegation struct {
 	handoff *identity.Handoff
 	// Of the delegating agent's task, for the sub-agent's task.
 	onBehalfOf  string
+	userToken   credentials.Secret
 	sensitivity Sensitivity
 	taint       []string
 }
@@ -47,6 +49,9 @@ func (d *delegation) inherit(spec *TaskSpec) error {
 		spec.OnBehalfOf = d.onBehalfOf
 	case d.onBehalfOf != "" && spec.OnBehalfOf != d.onBehalfOf:
 		return fmt.Errorf("agentguard: start task: %w: the delegating task acts on behalf of %q, not %q", ErrDelegation, d.onBehalfOf, spec.OnBehalfOf)
+	}
+	if spec.UserToken.IsZero() && spec.OnBehalfOf == d.onBehalfOf {
+		spec.UserToken = d.userToken
 	}
 	spec.Sensitivity = max(spec.Sensitivity, d.sensitivity)
 	return nil
@@ -327,7 +332,7 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 		return nil, err
 	}
 	out := &delegation{chain: append(slices.Clone(id.Chain), id.ID), to: to,
-		onBehalfOf: state.OnBehalfOf, sensitivity: state.Sensitivity, taint: state.Taint}
+		onBehalfOf: state.OnBehalfOf, userToken: parent.spec.UserToken, sensitivity: state.Sensitivity, taint: state.Taint}
 	// The proof covers the whole chain or is not made: a chain the identity
 	// source gave, or one an agent up the chain could not prove, is left
 	// unproved rather than shortened.

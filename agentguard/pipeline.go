@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -321,9 +322,11 @@ func (p *call) authorize(ctx context.Context, req *policy.Request) (policy.Decis
 }
 
 // lease gets every credential the tool declares. It reports denied, with
-// the call's return values, when the call may not go ahead.
+// the call's return values, when the call may not go ahead. Each lease the
+// broker issues, refreshes or fails to get for this call is audited and
+// added to the span; a lease event that cannot be audited denies the call.
 func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
-	g, span := p.g, p.span
+	g := p.g
 	if g.cfg.broker == nil {
 		res, err := p.deny(ctx, StepCredential, "no credential broker configured", nil, ErrCredential)
 		return res, err, true
@@ -339,23 +342,71 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 			task.revokeAgain(ctx)
 		}
 	}()
+	var (
+		mu     sync.Mutex
+		events []credentials.Event
+	)
+	lctx := credentials.WithObserverContext(ctx, func(_ context.Context, e credentials.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	})
+	jwt, _ := g.cfg.identity.(identity.JWTIssuer)
+	var failed error
+	var failedReq credentials.Requirement
 	for _, r := range p.tool.Credentials {
-		cred, err := g.cfg.broker.Lease(ctx, credentials.Request{
+		cred, err := g.cfg.broker.Lease(lctx, credentials.Request{
 			Requirement: r, TaskID: task.spec.ID, Agent: p.ev.Agent, NotAfter: task.deadline,
+			JWTIssuer: jwt, UserToken: task.spec.UserToken,
 		})
 		if err != nil {
-			span.AddEvent(EventCredential, trace.WithAttributes(AttrProvider.String(r.Provider), AttrAudience.String(r.Audience), AttrOutcome.String(audit.OutcomeError)))
-			res, derr := p.deny(ctx, StepCredential, fmt.Sprintf("credential %q unavailable", r.Name), nil, fmt.Errorf("%w: %w", ErrCredential, err))
-			return res, derr, true
+			failed, failedReq = err, r
+			break
 		}
 		p.creds = append(p.creds, cred)
 		p.ev.Leases = append(p.ev.Leases, cred.LeaseID)
-		span.AddEvent(EventCredential, trace.WithAttributes(
-			AttrLeaseID.String(cred.LeaseID),
-			AttrProvider.String(cred.Provider),
-			AttrAudience.String(cred.Audience),
-			AttrScopes.StringSlice(cred.Scopes),
-			AttrExpiresAt.String(cred.ExpiresAt.UTC().Format(time.RFC3339)),
+	}
+	mu.Lock()
+	evs := events
+	events = nil
+	mu.Unlock()
+	// One span event per lease the call uses (issued, refreshed or cached),
+	// and one per other lease event (a failure, a revocation).
+	var aerr error
+	kinds := map[string]credentials.EventKind{}
+	for _, e := range evs {
+		aerr = errors.Join(aerr, g.writeAudit(ctx, p.credentialEvent(e)))
+		if e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed {
+			kinds[e.LeaseID] = e.Kind
+			continue
+		}
+		if e.Kind != credentials.EventFailed || failed == nil {
+			p.span.AddEvent(EventCredential, trace.WithAttributes(credentialAttrs(e)...))
+		}
+	}
+	if failed != nil {
+		p.span.AddEvent(EventCredential, trace.WithAttributes(AttrCredentialEvent.String(string(credentials.EventFailed)),
+			AttrProvider.String(failedReq.Provider), AttrAudience.String(failedReq.Audience), AttrOutcome.String(audit.OutcomeError)))
+		res, derr := p.deny(ctx, StepCredential, fmt.Sprintf("credential %q unavailable", failedReq.Name), nil,
+			fmt.Errorf("%w: %w", ErrCredential, errors.Join(failed, aerr)))
+		return res, derr, true
+	}
+	if aerr != nil {
+		res, derr := p.deny(ctx, StepCredential, "credential lease not audited", nil, aerr)
+		return res, derr, true
+	}
+	for _, c := range p.creds {
+		kind, ok := kinds[c.LeaseID]
+		if !ok {
+			kind = "cached"
+		}
+		p.span.AddEvent(EventCredential, trace.WithAttributes(
+			AttrCredentialEvent.String(string(kind)),
+			AttrLeaseID.String(c.LeaseID),
+			AttrProvider.String(c.Provider),
+			AttrAudience.String(c.Audience),
+			AttrScopes.StringSlice(c.Scopes),
+			AttrExpiresAt.String(c.ExpiresAt.UTC().Format(time.RFC3339)),
 			AttrOutcome.String(audit.OutcomeOK),
 		))
 	}
@@ -364,6 +415,61 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 		return res, derr, true
 	}
 	return nil, nil, false
+}
+
+// credentialEvent is the audit record of a lease event caused by the call.
+func (p *call) credentialEvent(e credentials.Event) audit.Event {
+	ev := audit.Event{
+		Time: e.Time, Agent: p.ev.Agent, Chain: p.ev.Chain, Task: p.ev.Task, OnBehalfOf: p.ev.OnBehalfOf,
+		Tool: p.ev.Tool, Toolset: p.ev.Toolset, CallID: p.ev.CallID, TraceID: p.ev.TraceID, SpanID: p.ev.SpanID,
+	}
+	return leaseRecord(ev, e)
+}
+
+// leaseRecord fills ev, the frame of an audit record, with lease event e.
+func leaseRecord(ev audit.Event, e credentials.Event) audit.Event {
+	switch e.Kind {
+	case credentials.EventIssued:
+		ev.Kind = audit.KindCredentialIssue
+	case credentials.EventRefreshed:
+		ev.Kind = audit.KindCredentialRefresh
+	case credentials.EventFailed:
+		ev.Kind = audit.KindCredentialFail
+	default:
+		ev.Kind = audit.KindCredentialRevoke
+	}
+	if e.LeaseID != "" {
+		ev.Leases = []string{e.LeaseID}
+	}
+	ev.Credential = &audit.Credential{
+		Name: e.Name, Provider: e.Provider, Audience: e.Audience, Resources: e.Resources, Scopes: e.Scopes,
+		ExpiresAt: e.ExpiresAt, Replaces: e.Replaces, Attempts: e.Attempts, NotRevocable: e.NotRevocable,
+	}
+	ev.Outcome = audit.OutcomeOK
+	if e.Err != nil {
+		ev.Outcome = audit.OutcomeError
+		ev.Error = e.Err.Error()
+	}
+	return ev
+}
+
+// credentialAttrs are the span attributes of a lease event.
+func credentialAttrs(e credentials.Event) []attribute.KeyValue {
+	a := []attribute.KeyValue{
+		AttrCredentialEvent.String(string(e.Kind)),
+		AttrProvider.String(e.Provider),
+		AttrAudience.String(e.Audience),
+		AttrScopes.StringSlice(e.Scopes),
+	}
+	if e.LeaseID != "" {
+		a = append(a, AttrLeaseID.String(e.LeaseID), AttrExpiresAt.String(e.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	if e.Err != nil {
+		a = append(a, AttrOutcome.String(audit.OutcomeError))
+	} else {
+		a = append(a, AttrOutcome.String(audit.OutcomeOK))
+	}
+	return a
 }
 
 // decide asks the engine about req for the acting agent and then for each

@@ -20,6 +20,10 @@ const (
 	AttrAudience   = attribute.Key("agentguard.credential.audience")
 	AttrScopes     = attribute.Key("agentguard.credential.scopes")
 	AttrExpiresAt  = attribute.Key("agentguard.credential.expires_at")
+	// AttrCredentialEvent says where a call's lease came from (issued,
+	// refreshed, cached) or what else happened to one (failed, revoked,
+	// revoke_failed).
+	AttrCredentialEvent = attribute.Key("agentguard.credential.event")
 	AttrApproval   = attribute.Key("agentguard.approval.granted")
 	AttrApprovers  = attribute.Key("agentguard.approval.approvers")
 	AttrOutcome    = attribute.Key("agentguard.outcome")

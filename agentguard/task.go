@@ -39,6 +39,11 @@ type TaskSpec struct {
 	Labels      []string
 	// OnBehalfOf names the user the task serves, if any.
 	OnBehalfOf string
+	// UserToken is that user's token, if the agent holds one: the subject
+	// of on-behalf-of token exchanges (see credentials/oauth). It is never
+	// printed, logged or audited. A sub-agent's task in the same process
+	// inherits it; a handoff to another process does not carry it.
+	UserToken credentials.Secret
 }
 
 // Task is one unit of an agent's work. It keeps the state policy sees as
@@ -222,13 +227,17 @@ func (t *Task) revoke(ctx context.Context) []error {
 	var errs []error
 	revs, err := t.g.cfg.broker.Revoke(ctx, t.spec.ID)
 	for _, r := range revs {
-		ev := t.event(audit.KindCredentialRevoke)
-		ev.Leases = []string{r.Credential.LeaseID}
-		ev.Outcome = audit.OutcomeOK
-		if r.Err != nil {
-			ev.Outcome = audit.OutcomeError
-			ev.Error = credentials.Scrub(r.Err.Error(), r.Credential)
+		c := r.Credential
+		e := credentials.Event{
+			Kind: credentials.EventRevoked, Time: t.g.cfg.now(), Name: c.Name, LeaseID: c.LeaseID,
+			Provider: c.Provider, Audience: c.Audience, Resources: c.Resources, Scopes: c.Scopes,
+			ExpiresAt: c.ExpiresAt, Attempts: r.Attempts, NotRevocable: r.NotRevocable,
 		}
+		if r.Err != nil {
+			e.Kind, e.Err = credentials.EventRevokeFailed, credentials.ScrubError(r.Err, c)
+		}
+		ev := leaseRecord(t.event(audit.KindCredentialRevoke), e)
+		ev.Agent = c.Agent
 		if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
 			errs = append(errs, aerr)
 		}

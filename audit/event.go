@@ -13,7 +13,15 @@ const (
 	KindToolCall         Kind = "tool_call"
 	KindTaskStart        Kind = "task_start"
 	KindTaskEnd          Kind = "task_end"
-	KindCredentialRevoke Kind = "credential_revoke"
+	// KindCredentialIssue, KindCredentialRefresh, KindCredentialFail and
+	// KindCredentialRevoke record what happened to a credential lease: a
+	// new lease, a new lease replacing one near expiry, a lease that could
+	// not be had, and the end of a lease. They carry Credential, never the
+	// credential's value.
+	KindCredentialIssue   Kind = "credential_issue"
+	KindCredentialRefresh Kind = "credential_refresh"
+	KindCredentialFail    Kind = "credential_fail"
+	KindCredentialRevoke  Kind = "credential_revoke"
 	// KindDelegate records an agent handing a task to another agent.
 	KindDelegate Kind = "delegate"
 	// KindHandoffAccept records an agent accepting a task handed to it from
@@ -64,6 +72,8 @@ type Event struct {
 	Approval *Approval `json:"approval,omitempty"`
 	// Leases are the IDs of the credential leases the call used or the event concerns.
 	Leases []string `json:"leases,omitempty"`
+	// Credential describes the lease of a credential event.
+	Credential *Credential `json:"credential,omitempty"`
 
 	Outcome  string        `json:"outcome,omitempty"`
 	Error    string        `json:"error,omitempty"`
@@ -78,6 +88,24 @@ type Approval struct {
 	Required  bool     `json:"required"`
 	Granted   bool     `json:"granted"`
 	Approvers []string `json:"approvers,omitempty"`
+}
+
+// Credential is what a credential event says about the lease: what it
+// grants and until when. Never the value.
+type Credential struct {
+	Name      string    `json:"name,omitempty"`
+	Provider  string    `json:"provider"`
+	Audience  string    `json:"audience,omitempty"`
+	Resources []string  `json:"resources,omitempty"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Replaces is the lease a refresh replaces.
+	Replaces string `json:"replaces,omitempty"`
+	// Attempts is how many times the issuer was asked.
+	Attempts int `json:"attempts,omitempty"`
+	// NotRevocable is set on a revocation the issuer cannot do: the
+	// credential stays valid until ExpiresAt.
+	NotRevocable bool `json:"not_revocable,omitempty"`
 }
 
 // LogValue renders the event's set fields as a slog group.
@@ -117,6 +145,34 @@ func (e Event) LogValue() slog.Value {
 	}
 	if len(e.Leases) > 0 {
 		a = append(a, slog.Any("leases", e.Leases))
+	}
+	if c := e.Credential; c != nil {
+		ca := []any{slog.String("provider", c.Provider)}
+		if c.Name != "" {
+			ca = append(ca, slog.String("name", c.Name))
+		}
+		if c.Audience != "" {
+			ca = append(ca, slog.String("audience", c.Audience))
+		}
+		if len(c.Resources) > 0 {
+			ca = append(ca, slog.Any("resources", c.Resources))
+		}
+		if len(c.Scopes) > 0 {
+			ca = append(ca, slog.Any("scopes", c.Scopes))
+		}
+		if !c.ExpiresAt.IsZero() {
+			ca = append(ca, slog.Time("expires_at", c.ExpiresAt))
+		}
+		if c.Replaces != "" {
+			ca = append(ca, slog.String("replaces", c.Replaces))
+		}
+		if c.Attempts > 0 {
+			ca = append(ca, slog.Int("attempts", c.Attempts))
+		}
+		if c.NotRevocable {
+			ca = append(ca, slog.Bool("not_revocable", true))
+		}
+		a = append(a, slog.Group("credential", ca...))
 	}
 	add("outcome", e.Outcome)
 	add("error", e.Error)
