@@ -24,11 +24,11 @@ const (
 	// refreshed, cached) or what else happened to one (failed, revoked,
 	// revoke_failed).
 	AttrCredentialEvent = attribute.Key("agentguard.credential.event")
-	AttrApproval   = attribute.Key("agentguard.approval.granted")
-	AttrApprovers  = attribute.Key("agentguard.approval.approvers")
-	AttrOutcome    = attribute.Key("agentguard.outcome")
-	AttrDelegatee  = attribute.Key("agentguard.delegatee")
-	AttrHops       = attribute.Key("agentguard.handoff.hops")
+	AttrApproval        = attribute.Key("agentguard.approval.granted")
+	AttrApprovers       = attribute.Key("agentguard.approval.approvers")
+	AttrOutcome         = attribute.Key("agentguard.outcome")
+	AttrDelegatee       = attribute.Key("agentguard.delegatee")
+	AttrHops            = attribute.Key("agentguard.handoff.hops")
 )
 
 // Span event names.

@@ -10,9 +10,9 @@ type Kind string
 
 // The kinds of event the guard writes.
 const (
-	KindToolCall         Kind = "tool_call"
-	KindTaskStart        Kind = "task_start"
-	KindTaskEnd          Kind = "task_end"
+	KindToolCall  Kind = "tool_call"
+	KindTaskStart Kind = "task_start"
+	KindTaskEnd   Kind = "task_end"
 	// KindCredentialIssue, KindCredentialRefresh, KindCredentialFail and
 	// KindCredentialRevoke record what happened to a credential lease: a
 	// new lease, a new lease replacing one near expiry, a lease that could
