@@ -16,7 +16,7 @@ import (
 // its own guard with its own identity. Its calls carry the chain of agents
 // that delegated to it, and each is authorized for the sub-agent and for the
 // support bot: the sub-agent never gets more than its parent.
-func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engine policy.Engine, ids *identities) error {
+func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engine policy.Engine, ids *identities, payments *paymentsAPI) error {
 	fmt.Fprintln(out, "handing work to a sub-agent:")
 	if ids.sub == nil {
 		fmt.Fprintln(out, "  skipped: the Workload API serves no SVID with hint \"order-lookup\"")
@@ -40,7 +40,7 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 	}
 	defer subGuard.Close(ctx)
 	subTools := subGuard.NewRegistry("helpdesk")
-	if err := subTools.Register(supportTools()...); err != nil {
+	if err := subTools.Register(supportTools(payments)...); err != nil {
 		return err
 	}
 

@@ -8,6 +8,11 @@
 // sub-agent that gets no more than its parent. It prints each decision and
 // each audit event.
 //
+// Credentials come from the local issuer (credentials/local, for
+// development): a short-lived access token for the task, the payments
+// audience and the refunds:write scope, which a payments API on a loopback
+// port verifies. Once the task has ended, the same token is refused.
+//
 // Identity comes from the development issuer, an in-memory SPIFFE CA that is
 // not for production, unless SPIFFE_ENDPOINT_SOCKET names a SPIFFE Workload
 // API (a SPIRE agent): then the agent's X.509-SVID comes from there. Set
@@ -25,10 +30,13 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
+	"github.com/agentguard/go-sdk/credentials/local"
 	"github.com/agentguard/go-sdk/policy"
 )
 
@@ -69,6 +77,13 @@ func (t transcript) Write(_ context.Context, e audit.Event) error {
 	if len(e.Leases) > 0 {
 		add("leases", strings.Join(e.Leases, ","))
 	}
+	if c := e.Credential; c != nil {
+		add("aud", c.Audience)
+		add("scopes", strings.Join(c.Scopes, ","))
+		if !c.ExpiresAt.IsZero() {
+			add("expires_in", c.ExpiresAt.Sub(e.Time).Round(time.Second).String())
+		}
+	}
 	if e.ArgsDigest != "" {
 		add("args", e.ArgsDigest[:19]+"…")
 	}
@@ -83,11 +98,27 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Credentials: a static provider stands in for a real authorization
-	// server. The tool gets the value through its context, never its
-	// arguments.
-	payments := credentials.NewStaticProvider("pay-token-for-quickstart-only")
-	broker := credentials.NewBroker(credentials.WithProvider("payments", payments))
+	// Credentials: the local issuer signs short-lived access tokens for
+	// one task, audience and scope; the payments API verifies them. (For
+	// development: in production, an OAuth 2.0 server through
+	// credentials/oauth.) The tool gets its token through its context,
+	// never its arguments.
+	issuer, err := local.NewIssuer()
+	if err != nil {
+		return err
+	}
+	payments, err := startPayments(issuer.Verifier())
+	if err != nil {
+		return err
+	}
+	defer payments.close()
+	var issued atomic.Int64
+	broker := credentials.NewBroker(credentials.WithProvider("payments", issuer),
+		credentials.WithObserver(func(_ context.Context, e credentials.Event) {
+			if e.Kind == credentials.EventIssued {
+				issued.Add(1)
+			}
+		}))
 
 	// Identity: an X.509-SVID, verified against its trust bundle, from
 	// SPIRE's Workload API when SPIFFE_ENDPOINT_SOCKET is set, else from the
@@ -121,7 +152,7 @@ func run(ctx context.Context, out io.Writer) error {
 	defer guard.Close(ctx)
 
 	tools := guard.NewRegistry("helpdesk")
-	if err := tools.Register(supportTools()...); err != nil {
+	if err := tools.Register(supportTools(payments)...); err != nil {
 		return err
 	}
 
@@ -157,7 +188,7 @@ func run(ctx context.Context, out io.Writer) error {
 	})
 	fmt.Fprintf(out, "task taint: %v\n\n", task.Taint())
 
-	if err := delegate(ctx, out, guard, engine, ids); err != nil {
+	if err := delegate(ctx, out, guard, engine, ids, payments); err != nil {
 		return err
 	}
 
@@ -165,11 +196,16 @@ func run(ctx context.Context, out io.Writer) error {
 	if err := task.End(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\npayments credentials issued: %d, for the whole task\n", payments.Issued())
+	fmt.Fprintf(out, "\npayments tokens issued: %d, for the whole task; on the issuer's revocation list: %d\n", issued.Load(), len(issuer.Revoked()))
+	_, err = payments.replay(context.Background())
+	fmt.Fprintf(out, "the refund tool's token, replayed after the task ended: %v\n", err)
+	if err == nil {
+		return errors.New("a revoked token was accepted")
+	}
 	return nil
 }
 
-func supportTools() []*agentguard.Tool {
+func supportTools(payments *paymentsAPI) []*agentguard.Tool {
 	return []*agentguard.Tool{
 		{
 			Name:         "read_ticket",
@@ -192,13 +228,10 @@ func supportTools() []*agentguard.Tool {
 			Annotations: agentguard.Annotations{Destructive: true},
 			Risk:        agentguard.RiskHigh,
 			Credentials: []credentials.Requirement{{
-				Name: "payments", Provider: "payments", Audience: "https://payments.example.com", Scopes: []string{"refunds:write"},
+				Name: "payments", Provider: "payments", Audience: paymentsAudience,
+				Resources: []string{payments.URL}, Scopes: []string{"refunds:write"}, TTL: 5 * time.Minute,
 			}},
 			Handler: func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
-				cred, ok := credentials.FromContext(ctx, "payments")
-				if !ok {
-					return nil, errors.New("no payments credential")
-				}
 				var a struct {
 					Order  string
 					Amount int
@@ -206,8 +239,11 @@ func supportTools() []*agentguard.Tool {
 				if err := json.Unmarshal(args, &a); err != nil {
 					return nil, err
 				}
-				// A real tool would send cred.Secret.Reveal() as a bearer token.
-				return &agentguard.Result{Output: fmt.Sprintf("refunded %d on %s with lease %s (token %v)", a.Amount, a.Order, cred.LeaseID, cred.Secret)}, nil
+				out, err := payments.refund(ctx, a.Order, a.Amount)
+				if err != nil {
+					return nil, err
+				}
+				return &agentguard.Result{Output: out}, nil
 			},
 		},
 		{

@@ -32,7 +32,12 @@ func TestQuickstartTranscript(t *testing.T) {
 		"tool=export_customers decision=deny",
 		"credential_revoke outcome=ok",
 		"task_end          outcome=ok",
-		"payments credentials issued: 1,",
+		"credential_issue  tool=issue_refund outcome=ok task=task-refund-T-1001 leases=lease-",
+		"aud=https://payments.example.com scopes=refunds:write expires_in=",
+		"refunded 40 on O-77 (token of spiffe://example.org/agent/support-bot for task task-refund-T-1001, scopes refunds:write)",
+		"payments tokens issued: 1, for the whole task; on the issuer's revocation list: 1\n",
+		"replayed after the task ended: payments API answered 401 Unauthorized",
+		"The access token was revoked",
 		"AgentGuard quickstart: agent spiffe://example.org/agent/support-bot\n",
 		"identity: development issuer for example.org (in memory, not for production)",
 		"to=spiffe://example.org/agent/shell-runner decision=deny",
@@ -45,8 +50,8 @@ func TestQuickstartTranscript(t *testing.T) {
 			t.Errorf("transcript lacks %q", want)
 		}
 	}
-	if strings.Contains(s, "pay-token-for-quickstart-only") {
-		t.Error("transcript shows the credential's value")
+	if strings.Contains(s, "eyJ") {
+		t.Error("transcript shows a token") // every JWT starts with eyJ
 	}
 	if t.Failed() {
 		t.Log(s)
