@@ -163,7 +163,8 @@ type tokenClaims struct {
 // Issue refuses when ctx is done, when req has no agent, task or audience,
 // when a scope is empty or not a valid scope token (RFC 6749, section 3.3),
 // when a resource is not an absolute URI without a fragment, or when
-// req.NotAfter is set and leaves less than a second.
+// req.NotAfter is set and is not in the future, or leaves less than the
+// second that truncation may take off.
 func (i *Issuer) Issue(ctx context.Context, req credentials.Request) (*credentials.Credential, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("local: issue: %w", err)

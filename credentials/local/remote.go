@@ -16,11 +16,12 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// Defaults of a remote verifier.
+// DefaultRevocationMaxAge is how long a remote verifier uses a fetched
+// revocation list before fetching it again, unless WithRevocationMaxAge
+// says otherwise.
+const DefaultRevocationMaxAge = 5 * time.Second
+
 const (
-	// DefaultRevocationMaxAge is how long a remote verifier uses a fetched
-	// revocation list before fetching it again.
-	DefaultRevocationMaxAge = 5 * time.Second
 	// jwksMinInterval is the least time between two JWKS fetches.
 	jwksMinInterval = time.Second
 	// maxDocLen bounds a fetched JWKS or revocation list.

@@ -31,8 +31,9 @@ var (
 	// ErrScope: the token lacks a scope being checked.
 	ErrScope = errors.New("local: token lacks a required scope")
 	// ErrUnavailable: a remote verifier could not fetch the issuer's keys
-	// or revocation list, so it refused the token (it fails closed).
-	ErrUnavailable = errors.New("local: issuer keys or revocations unavailable")
+	// or revocation list, so it refused the token (it fails closed). It
+	// wraps credentials.ErrUnavailable: the failure is temporary.
+	ErrUnavailable = fmt.Errorf("local: issuer keys or revocations unavailable: %w", credentials.ErrUnavailable)
 )
 
 var errUnknownKey = fmt.Errorf("%w: signed by a key the issuer does not have (another issuer's, or retired after its tokens expired)", ErrInvalidToken)
