@@ -324,8 +324,12 @@ func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (int
 		if err == nil {
 			return attempt, nil
 		}
-		if timedOut && !Temporary(err) {
+		switch {
+		case errors.Is(err, ErrUnavailable):
+		case timedOut:
 			err = fmt.Errorf("%w: attempt timed out after %s: %w", ErrUnavailable, b.attemptTimeout, err)
+		case Temporary(err):
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if !Temporary(err) || attempt >= b.attempts || ctx.Err() != nil {
 			return attempt, err
