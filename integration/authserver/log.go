@@ -3,6 +3,7 @@ package authserver
 import (
 	"bytes"
 	"context"
+	"log"
 	"log/slog"
 	"slices"
 	"strings"
@@ -38,8 +39,16 @@ func sinkOf(ctx context.Context) logSink {
 	return sink
 }
 
+// installLogRouter installs the router. slog.SetDefault also redirects the
+// log package's output into the new handler (and clears its flags); that is
+// undone, so that log.Print writes where it did, as it did, and the router
+// can hand records on to slog's built-in handler (which writes through the
+// log package) without a deadlock.
 var installLogRouter = sync.OnceFunc(func() {
+	out, flags := log.Writer(), log.Flags()
 	slog.SetDefault(slog.New(&logRouter{next: slog.Default().Handler()}))
+	log.SetOutput(out)
+	log.SetFlags(flags)
 })
 
 // logRouter is the slog.Handler described above.

@@ -43,14 +43,14 @@ type storage struct {
 	tokenURL string // issuer + "/oauth/token"
 	bundles  jwtbundle.Source
 
-	clients     map[string]*client
-	bySPIFFEID  map[spiffeid.ID]*client
-	signer      *ecdsa.PrivateKey // signs access tokens (ES256)
-	signerKID   string
-	userKey     *rsa.PublicKey // verifies UserToken's JWT-profile assertions (RS256)
-	userKeyKID  string
-	defaultTTL  time.Duration
-	now         func() time.Time
+	clients    map[string]*client
+	bySPIFFEID map[spiffeid.ID]*client
+	signer     *ecdsa.PrivateKey // signs access tokens (ES256)
+	signerKID  string
+	userKey    *rsa.PublicKey // verifies UserToken's JWT-profile assertions (RS256)
+	userKeyKID string
+	defaultTTL time.Duration
+	now        func() time.Time
 
 	mu     sync.Mutex
 	tokens map[string]*token // by token ID (the JWT's jti)
