@@ -14,8 +14,9 @@ import (
 // passing the request's context. To put what op logs about a request into
 // the log of the test that started the server, Start installs, once per
 // process, a default handler that sends records whose context carries a
-// Server's sink to that test's t.Log (warnings and errors only), and every
-// other record to the handler that was the default before.
+// Server's sink to that test's t.Log, and every other record to the
+// handler that was the default before; in both cases warnings and errors
+// only.
 //
 // What op logs at those levels is its error responses: error code,
 // description and cause. This package never puts a token into any of
@@ -58,10 +59,9 @@ type logRouter struct {
 }
 
 func (h *logRouter) Enabled(ctx context.Context, l slog.Level) bool {
-	if sinkOf(ctx) != nil {
-		return l >= slog.LevelWarn
-	}
-	return h.next.Enabled(ctx, l)
+	// Below warnings, op logs only its start-up ("registered route"), a
+	// dozen lines per server that would bury the test output.
+	return l >= slog.LevelWarn && (sinkOf(ctx) != nil || h.next.Enabled(ctx, l))
 }
 
 func (h *logRouter) Handle(ctx context.Context, r slog.Record) error {
