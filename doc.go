@@ -17,11 +17,15 @@
 //   - [github.com/agentguard/go-sdk/policy]: the decision; the Cedar engine
 //     and its entity model.
 //   - [github.com/agentguard/go-sdk/credentials]: just-in-time credentials,
-//     secrets that cannot leak, the broker and providers.
+//     secrets that cannot leak, the broker and providers;
+//     [github.com/agentguard/go-sdk/credentials/oauth] for an OAuth 2.0
+//     server, [github.com/agentguard/go-sdk/credentials/local] for
+//     development.
 //   - [github.com/agentguard/go-sdk/audit]: audit events and sinks.
 //
 // Fakes for unit tests sit beside what they fake: agentguard/agentguardtest,
-// policy/policytest and audit/audittest.
+// identity/identitytest, policy/policytest, credentials/credentialstest and
+// audit/audittest.
 //
 // # Walkthrough
 //
