@@ -88,8 +88,10 @@ func svid(ctx context.Context, iss identity.JWTIssuer, agent, audience string) (
 func (a ClientAuth) apply(ctx context.Context, iss identity.JWTIssuer, agent, audience string, form url.Values, h http.Header) ([]string, error) {
 	switch a.kind {
 	case authBasic:
-		h.Set("Authorization", "Basic "+basic(a.id, a.secret.Reveal()))
-		return []string{a.secret.Reveal()}, nil
+		b := basic(a.id, a.secret.Reveal())
+		h.Set("Authorization", "Basic "+b)
+		// A server may quote the header: its value encodes the secret too.
+		return []string{a.secret.Reveal(), b}, nil
 	case authPost:
 		form.Set("client_id", a.id)
 		form.Set("client_secret", a.secret.Reveal())

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -74,9 +75,17 @@ func (p *ClientCredentials) Issue(ctx context.Context, req credentials.Request) 
 		return nil, p.tokenError(ctx, err, sent)
 	}
 	if !bearer(tok.TokenType) {
-		return nil, fmt.Errorf("oauth: token endpoint issued a %q token; only bearer tokens are supported", clip(tok.TokenType, 32))
+		return nil, errors.New("oauth: token endpoint issued a token that is not a bearer token; only bearer tokens are supported")
 	}
 	var expiresIn time.Duration
+	if raw := tok.Extra("expires_in"); raw != nil {
+		// x/oauth2 reads expires_in 0 as "no expiry": refuse it, as
+		// TokenExchange does.
+		j, _ := json.Marshal(raw)
+		if _, err := seconds(j); err != nil {
+			return nil, err
+		}
+	}
 	if !tok.Expiry.IsZero() {
 		expiresIn = tok.Expiry.Sub(now)
 		if expiresIn <= 0 {
@@ -105,7 +114,7 @@ func (p *ClientCredentials) tokenError(ctx context.Context, err error, sent []st
 	}
 	// x/oauth2's own complaints (a response without access_token, say)
 	// quote no secret of ours, but may quote the server: scrub anyway.
-	return fmt.Errorf("oauth: token endpoint: %s", scrub(clip(err.Error(), maxDescription), sent))
+	return fmt.Errorf("oauth: token endpoint: %s", clip(scrub(err.Error(), sent), maxDescription))
 }
 
 func bearer(tokenType string) bool {

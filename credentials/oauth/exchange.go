@@ -135,7 +135,7 @@ func (p *TokenExchange) Issue(ctx context.Context, req credentials.Request) (*cr
 	// RFC 8693: token_type is "Bearer" for an access token, or "N_A"
 	// when the token is not one to present as such.
 	if !bearer(tr.TokenType) {
-		return nil, fmt.Errorf("oauth: token endpoint issued a %q token; only bearer tokens are supported", clip(tr.TokenType, 32))
+		return nil, errors.New("oauth: token endpoint issued a token that is not a bearer token; only bearer tokens are supported")
 	}
 	expiresIn, err := seconds(tr.ExpiresIn)
 	if err != nil {

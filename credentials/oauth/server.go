@@ -94,13 +94,15 @@ func newError(endpoint string, status int, body []byte, sent []string) error {
 		Description string `json:"error_description"`
 	}
 	_ = json.Unmarshal(body, &f)
-	e := &Error{Endpoint: endpoint, StatusCode: status, Code: scrub(clip(f.Code, 64), sent), Description: scrub(clip(f.Description, maxDescription), sent)}
+	e := &Error{Endpoint: endpoint, StatusCode: status, Code: clip(scrub(f.Code, sent), 64), Description: clip(scrub(f.Description, sent), maxDescription)}
 	if status >= 500 || status == http.StatusTooManyRequests {
 		return fmt.Errorf("%w: %w", credentials.ErrUnavailable, e)
 	}
 	return e
 }
 
+// clip shortens s to n bytes. Scrub before clipping: a secret cut in two
+// no longer matches.
 func clip(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "…"
