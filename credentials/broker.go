@@ -73,8 +73,9 @@ type flight struct {
 	done chan struct{}
 	cred *Credential
 	err  error
-	// abandoned is set when the issuance failed only because the caller
-	// that made it went away; a waiter then tries itself.
+	// abandoned is set when the issuance failed because of the limits of
+	// the caller that made it (it went away, or its deadline cut the
+	// retries short); a waiter then tries itself.
 	abandoned bool
 }
 
@@ -177,6 +178,9 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 			if f.err != nil {
 				return nil, f.err
 			}
+			if !b.open(req.TaskID, tl) {
+				return nil, ErrTaskEnded // its lease was revoked with the task
+			}
 			if fits(f.cred, req, b.now()) {
 				return named(f.cred, req.Name), nil
 			}
@@ -225,7 +229,8 @@ func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeas
 			slot.cred = cred
 		}
 		f.cred, f.err = cred, err
-		f.abandoned = err != nil && ctx.Err() != nil
+		var cut errCut
+		f.abandoned = err != nil && (ctx.Err() != nil || errors.As(err, &cut))
 		slot.mu.Unlock()
 		close(f.done)
 	}()
@@ -254,6 +259,9 @@ func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeas
 		e.Kind, e.Replaces = EventRefreshed, old.LeaseID
 	}
 	b.emit(ctx, e)
+	if !b.open(req.TaskID, tl) {
+		return nil, ErrTaskEnded // revoked with the task just now
+	}
 	return named(c, req.Name), nil
 }
 
@@ -267,6 +275,8 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 		return err
 	})
 	if err != nil {
+		// An issuer may quote what it was sent, the user's token included.
+		err = ScrubError(err, &Credential{Secret: req.UserToken})
 		return nil, attempts, fmt.Errorf("credentials: provider %q: %w", req.Provider, err)
 	}
 	now := b.now()
@@ -284,13 +294,8 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 		c.Scopes = sortedSet(req.Scopes)
 	} else if wider := excess(c.Scopes, req.Scopes); len(wider) > 0 {
 		// Never wider than the requirement: give it back.
-		err := fmt.Errorf("credentials: provider %q granted scopes %q beyond those required", req.Provider, wider)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
-		defer cancel()
-		if _, rerr := b.retry(rctx, func(actx context.Context) error { return p.Revoke(actx, c) }); rerr != nil && !errors.Is(rerr, ErrNotRevocable) {
-			err = errors.Join(err, ScrubError(fmt.Errorf("credentials: revoking it failed: %w", rerr), c))
-		}
-		return nil, attempts, err
+		return nil, attempts, b.giveBack(ctx, p, c,
+			fmt.Errorf("credentials: provider %q granted scopes %q beyond those required", req.Provider, wider))
 	}
 	c.TaskID = req.TaskID
 	c.Agent = req.Agent
@@ -308,12 +313,36 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 	if req.TTL > 0 && (c.ExpiresAt.IsZero() || c.ExpiresAt.Sub(c.IssuedAt) > req.TTL) {
 		c.ExpiresAt = c.IssuedAt.Add(req.TTL)
 	}
+	if c.Expired(b.now()) {
+		// The task's deadline passed while it was issued, or the provider
+		// dated it so far back that its TTL is over: give it back.
+		return nil, attempts, b.giveBack(ctx, p, c,
+			fmt.Errorf("credentials: provider %q issued a credential that expired before it could be used", req.Provider))
+	}
 	return c, attempts, nil
+}
+
+// errCut marks a failure whose retries the caller's context cut short: it
+// was done, or its deadline left no time for another attempt.
+type errCut struct{ error }
+
+func (e errCut) Unwrap() error { return e.error }
+
+// giveBack revokes c, which will not be used, and returns why, with the
+// revocation's failure if it failed. It does not stop because ctx is done.
+func (b *Broker) giveBack(ctx context.Context, p Provider, c *Credential, why error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
+	defer cancel()
+	if _, err := b.retry(rctx, func(actx context.Context) error { return p.Revoke(actx, c) }); err != nil && !errors.Is(err, ErrNotRevocable) {
+		return errors.Join(why, ScrubError(fmt.Errorf("credentials: revoking it failed: %w", err), c))
+	}
+	return why
 }
 
 // retry runs op until it succeeds, fails for good, runs out of attempts, or
 // the next attempt could not start before ctx's deadline. Each attempt gets
-// its own timeout. It returns how many attempts ran.
+// its own timeout. It returns how many attempts ran. A temporary failure
+// cut short by ctx is an errCut.
 func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (int, error) {
 	backoff := b.backoff
 	for attempt := 1; ; attempt++ {
@@ -331,18 +360,21 @@ func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (int
 		case Temporary(err):
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		if !Temporary(err) || attempt >= b.attempts || ctx.Err() != nil {
+		if !Temporary(err) || attempt >= b.attempts {
 			return attempt, err
+		}
+		if ctx.Err() != nil {
+			return attempt, errCut{err}
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
-			return attempt, err // no time left for another attempt
+			return attempt, errCut{err} // no time left for another attempt
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return attempt, err
+			return attempt, errCut{err}
 		case <-t.C:
 		}
 		backoff = min(backoff*2, maxBackoff)
