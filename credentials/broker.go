@@ -148,13 +148,13 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownProvider, req.Provider)
 	}
-	if !req.NotAfter.IsZero() && !b.now().Before(req.NotAfter) {
-		return nil, fmt.Errorf("credentials: the task's deadline has passed")
-	}
 	tl, slot := b.slot(req)
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("credentials: %w", err)
+		}
+		if !req.NotAfter.IsZero() && !b.now().Before(req.NotAfter) {
+			return nil, errors.New("credentials: the task's deadline has passed")
 		}
 		slot.mu.Lock()
 		if !b.open(req.TaskID, tl) {
@@ -269,7 +269,7 @@ func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeas
 // it returns.
 func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credential, int, error) {
 	var c *Credential
-	attempts, err := b.retry(ctx, func(actx context.Context) error {
+	attempts, cut, err := b.retry(ctx, func(actx context.Context) error {
 		var err error
 		c, err = p.Issue(actx, req)
 		return err
@@ -277,7 +277,11 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 	if err != nil {
 		// An issuer may quote what it was sent, the user's token included.
 		err = ScrubError(err, &Credential{Secret: req.UserToken})
-		return nil, attempts, fmt.Errorf("credentials: provider %q: %w", req.Provider, err)
+		err = fmt.Errorf("credentials: provider %q: %w", req.Provider, err)
+		if cut {
+			err = errCut{err}
+		}
+		return nil, attempts, err
 	}
 	now := b.now()
 	if c == nil || c.Secret.IsZero() {
@@ -290,13 +294,6 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 	c.Provider = req.Provider
 	c.Audience = req.Audience
 	c.Resources = slices.Clone(req.Resources)
-	if len(c.Scopes) == 0 {
-		c.Scopes = sortedSet(req.Scopes)
-	} else if wider := excess(c.Scopes, req.Scopes); len(wider) > 0 {
-		// Never wider than the requirement: give it back.
-		return nil, attempts, b.giveBack(ctx, p, c,
-			fmt.Errorf("credentials: provider %q granted scopes %q beyond those required", req.Provider, wider))
-	}
 	c.TaskID = req.TaskID
 	c.Agent = req.Agent
 	if c.LeaseID == "" {
@@ -304,6 +301,13 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 	}
 	if c.IssuedAt.IsZero() {
 		c.IssuedAt = now
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = sortedSet(req.Scopes)
+	} else if wider := excess(c.Scopes, req.Scopes); len(wider) > 0 {
+		// Never wider than the requirement: give it back.
+		return nil, attempts, b.giveBack(ctx, p, c,
+			fmt.Errorf("credentials: provider %q granted scopes %q beyond those required", req.Provider, wider))
 	}
 	// The lease never outlives the task nor the requirement's TTL, whatever
 	// the provider granted: the broker stops handing it out then.
@@ -322,63 +326,73 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 	return c, attempts, nil
 }
 
-// errCut marks a failure whose retries the caller's context cut short: it
-// was done, or its deadline left no time for another attempt.
+// errCut marks an issuance whose retries the caller's context cut short:
+// it was done, or its deadline left no time for another attempt.
 type errCut struct{ error }
 
 func (e errCut) Unwrap() error { return e.error }
 
 // giveBack revokes c, which will not be used, and returns why, with the
-// revocation's failure if it failed. It does not stop because ctx is done.
+// revocation's failure if it failed. The revocation is reported to the
+// observers like any other. It does not stop because ctx is done.
 func (b *Broker) giveBack(ctx context.Context, p Provider, c *Credential, why error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
 	defer cancel()
-	if _, err := b.retry(rctx, func(actx context.Context) error { return p.Revoke(actx, c) }); err != nil && !errors.Is(err, ErrNotRevocable) {
-		return errors.Join(why, ScrubError(fmt.Errorf("credentials: revoking it failed: %w", err), c))
+	if r := b.revokeOne(rctx, p, c); r.Err != nil {
+		return errors.Join(why, fmt.Errorf("credentials: revoking it failed: %w", r.Err))
 	}
 	return why
 }
 
 // retry runs op until it succeeds, fails for good, runs out of attempts, or
 // the next attempt could not start before ctx's deadline. Each attempt gets
-// its own timeout. It returns how many attempts ran. A temporary failure
-// cut short by ctx is an errCut.
-func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (int, error) {
+// its own timeout. It returns how many attempts ran, and whether ctx cut
+// the retries of a temporary failure short.
+func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (attempts int, cut bool, err error) {
 	backoff := b.backoff
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, b.attemptTimeout)
-		err := op(actx)
-		timedOut := actx.Err() != nil && ctx.Err() == nil
-		cancel()
+		err := b.attempt(ctx, op)
 		if err == nil {
-			return attempt, nil
-		}
-		switch {
-		case errors.Is(err, ErrUnavailable):
-		case timedOut:
-			err = fmt.Errorf("%w: attempt timed out after %s: %w", ErrUnavailable, b.attemptTimeout, err)
-		case Temporary(err):
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return attempt, false, nil
 		}
 		if !Temporary(err) || attempt >= b.attempts {
-			return attempt, err
+			return attempt, false, err
 		}
 		if ctx.Err() != nil {
-			return attempt, errCut{err}
+			return attempt, true, err
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
-			return attempt, errCut{err} // no time left for another attempt
+			return attempt, true, err // no time left for another attempt
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return attempt, errCut{err}
+			return attempt, true, err
 		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			return attempt, true, err
 		}
 		backoff = min(backoff*2, maxBackoff)
 	}
+}
+
+// attempt runs op once, bounded by the attempt timeout. A temporary
+// failure, or one of an attempt that timed out, wraps ErrUnavailable.
+func (b *Broker) attempt(ctx context.Context, op func(context.Context) error) error {
+	actx, cancel := context.WithTimeout(ctx, b.attemptTimeout)
+	defer cancel()
+	err := op(actx)
+	switch {
+	case err == nil, errors.Is(err, ErrUnavailable):
+	case actx.Err() != nil && ctx.Err() == nil:
+		err = fmt.Errorf("%w: attempt timed out after %s: %w", ErrUnavailable, b.attemptTimeout, err)
+	case Temporary(err):
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // excess returns the scopes of granted that are not in required.
@@ -469,7 +483,7 @@ func (b *Broker) Revoke(ctx context.Context, taskID string) ([]Revocation, error
 // revokeOne revokes c at p with retries, and reports the outcome to the
 // observers.
 func (b *Broker) revokeOne(ctx context.Context, p Provider, c *Credential) Revocation {
-	attempts, err := b.retry(ctx, func(actx context.Context) error { return p.Revoke(actx, c) })
+	attempts, _, err := b.retry(ctx, func(actx context.Context) error { return p.Revoke(actx, c) })
 	r := Revocation{Credential: c, Attempts: attempts}
 	e := leaseEvent(EventRevoked, c)
 	e.Attempts = attempts

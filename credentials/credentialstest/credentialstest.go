@@ -104,12 +104,12 @@ func (p *Provider) Issue(ctx context.Context, req credentials.Request) (*credent
 
 // Revoke marks the lease revoked, or returns the next queued failure.
 func (p *Provider) Revoke(ctx context.Context, c *credentials.Credential) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.revokes++
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if len(p.revokeErrs) > 0 {
 		err := p.revokeErrs[0]
 		p.revokeErrs = p.revokeErrs[1:]
