@@ -157,7 +157,7 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 			return nil, errors.New("credentials: the task's deadline has passed")
 		}
 		slot.mu.Lock()
-		if !b.open(req.TaskID, tl) {
+		if !b.open(req.taskKey(), tl) {
 			slot.mu.Unlock()
 			return nil, ErrTaskEnded // revoked while this call waited
 		}
@@ -178,7 +178,7 @@ func (b *Broker) Lease(ctx context.Context, req Request) (*Credential, error) {
 			if f.err != nil {
 				return nil, f.err
 			}
-			if !b.open(req.TaskID, tl) {
+			if !b.open(req.taskKey(), tl) {
 				return nil, ErrTaskEnded // its lease was revoked with the task
 			}
 			if fits(f.cred, req, b.now()) {
@@ -199,10 +199,10 @@ func (b *Broker) slot(req Request) (*taskLeases, *leaseSlot) {
 	key := req.key()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	tl := b.tasks[req.TaskID]
+	tl := b.tasks[req.taskKey()]
 	if tl == nil {
 		tl = &taskLeases{byKey: map[string]*leaseSlot{}}
-		b.tasks[req.TaskID] = tl
+		b.tasks[req.taskKey()] = tl
 	}
 	slot := tl.byKey[key]
 	if slot == nil {
@@ -214,41 +214,57 @@ func (b *Broker) slot(req Request) (*taskLeases, *leaseSlot) {
 
 // lead issues the lease of slot for every caller waiting on f, then
 // publishes the outcome. old is the lease it replaces, if any.
-func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeases, slot *leaseSlot, f *flight, old *Credential) (cred *Credential, err error) {
-	defer func() {
+func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeases, slot *leaseSlot, f *flight, old *Credential) (*Credential, error) {
+	var (
+		issued    *Credential // the lease as cached; callers get copies
+		err       error
+		published bool
+	)
+	// publish hands the outcome to the waiters and, on success, caches it.
+	publish := func() {
+		published = true
 		slot.mu.Lock()
 		slot.flight = nil
-		if r := recover(); r != nil {
-			// A panicking provider must not leave the waiters hanging.
-			f.err = fmt.Errorf("credentials: provider %q panicked", req.Provider)
-			slot.mu.Unlock()
-			close(f.done)
-			panic(r)
-		}
 		if err == nil {
-			slot.cred = cred
+			slot.cred = issued
 		}
-		f.cred, f.err = cred, err
+		f.cred, f.err = issued, err
 		var cut errCut
 		f.abandoned = err != nil && (ctx.Err() != nil || errors.As(err, &cut))
 		slot.mu.Unlock()
 		close(f.done)
+	}
+	defer func() {
+		if r := recover(); r != nil && !published {
+			// A panicking provider must not leave the waiters hanging.
+			issued, err = nil, fmt.Errorf("credentials: provider %q panicked", req.Provider)
+			publish()
+			panic(r)
+		} else if r != nil {
+			panic(r)
+		}
+		if !published {
+			publish()
+		}
 	}()
 
-	c, attempts, err := b.issue(ctx, p, req)
-	if err != nil {
+	c, attempts, ierr := b.issue(ctx, p, req)
+	if ierr != nil {
+		err = ierr
 		b.emit(ctx, failedEvent(req, attempts, err))
 		return nil, err
 	}
 	b.mu.Lock()
-	if b.tasks[req.TaskID] != tl {
+	if b.tasks[req.taskKey()] != tl {
 		// The task was revoked while this lease was being issued: revoke
 		// the new lease at once rather than let it outlive its task.
 		b.mu.Unlock()
+		err = ErrTaskEnded
+		publish()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
 		defer cancel()
 		b.revokeOne(rctx, p, c)
-		return nil, ErrTaskEnded
+		return nil, err
 	}
 	tl.all = append(tl.all, c)
 	b.mu.Unlock()
@@ -259,10 +275,31 @@ func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeas
 		e.Kind, e.Replaces = EventRefreshed, old.LeaseID
 	}
 	b.emit(ctx, e)
-	if !b.open(req.TaskID, tl) {
+	issued = c
+	publish()
+	if old != nil && old.Expired(b.now()) {
+		b.retire(ctx, p, tl, old)
+	}
+	if !b.open(req.taskKey(), tl) {
 		return nil, ErrTaskEnded // revoked with the task just now
 	}
 	return named(c, req.Name), nil
+}
+
+// retire revokes old, a lease that has been replaced and has expired (by
+// the broker's reckoning: its issuer may have granted it longer), rather
+// than leave it valid at its issuer until the task ends. A lease replaced
+// before it expired may still be in use by a call, and is revoked with the
+// task. If revoking fails, the task's end tries again.
+func (b *Broker) retire(ctx context.Context, p Provider, tl *taskLeases, old *Credential) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.attemptTimeout)
+	defer cancel()
+	if r := b.revokeOneAttempts(rctx, p, old, 1); r.Err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	tl.all = slices.DeleteFunc(tl.all, func(c *Credential) bool { return c == old })
 }
 
 // issue asks p for a credential with retries, and checks and completes what
@@ -314,8 +351,16 @@ func (b *Broker) issue(ctx context.Context, p Provider, req Request) (*Credentia
 	if !req.NotAfter.IsZero() && (c.ExpiresAt.IsZero() || c.ExpiresAt.After(req.NotAfter)) {
 		c.ExpiresAt = req.NotAfter
 	}
-	if req.TTL > 0 && (c.ExpiresAt.IsZero() || c.ExpiresAt.Sub(c.IssuedAt) > req.TTL) {
-		c.ExpiresAt = c.IssuedAt.Add(req.TTL)
+	if req.TTL > 0 {
+		// From the earlier of the provider's IssuedAt and the broker's
+		// clock: a credential dated in the future gets no longer.
+		start := c.IssuedAt
+		if now.Before(start) {
+			start = now
+		}
+		if c.ExpiresAt.IsZero() || c.ExpiresAt.After(start.Add(req.TTL)) {
+			c.ExpiresAt = start.Add(req.TTL)
+		}
 	}
 	if c.Expired(b.now()) {
 		// The task's deadline passed while it was issued, or the provider
@@ -349,13 +394,18 @@ func (b *Broker) giveBack(ctx context.Context, p Provider, c *Credential, why er
 // its own timeout. It returns how many attempts ran, and whether ctx cut
 // the retries of a temporary failure short.
 func (b *Broker) retry(ctx context.Context, op func(context.Context) error) (attempts int, cut bool, err error) {
+	return b.retryN(ctx, b.attempts, op)
+}
+
+// retryN is retry with at most max attempts.
+func (b *Broker) retryN(ctx context.Context, max int, op func(context.Context) error) (attempts int, cut bool, err error) {
 	backoff := b.backoff
 	for attempt := 1; ; attempt++ {
 		err := b.attempt(ctx, op)
 		if err == nil {
 			return attempt, false, nil
 		}
-		if !Temporary(err) || attempt >= b.attempts {
+		if !Temporary(err) || attempt >= max {
 			return attempt, false, err
 		}
 		if ctx.Err() != nil {
@@ -432,15 +482,14 @@ func fits(c *Credential, req Request, now time.Time) bool {
 	return true
 }
 
-// named returns c as the credential named name: requirements with different
-// names may share one lease, and each tool finds it under its own name.
+// named returns a copy of c as the credential named name: requirements
+// with different names may share one lease, and each tool finds it under
+// its own name. The cached lease itself is never handed out, so nothing a
+// caller does to its copy changes what later calls get.
 func named(c *Credential, name string) *Credential {
-	if c.Name == name {
-		return c
-	}
-	cp := *c
+	cp := c.clone()
 	cp.Name = name
-	return &cp
+	return cp
 }
 
 // Revocation is the outcome of revoking one lease.
@@ -454,21 +503,31 @@ type Revocation struct {
 	Err          error
 }
 
-// Revoke revokes every lease the task holds, concurrently, each with
+// maxConcurrentRevocations bounds how many revocations of one task run at
+// once, so that ending a task does not flood its issuer.
+const maxConcurrentRevocations = 8
+
+// Revoke revokes every lease the task holds (taskKey is the requests'
+// TaskKey, or their TaskID when they set none), concurrently, each with
 // bounded retries, and forgets the task. It returns each outcome, and an
 // error joining the failures. Revocation stops when ctx is done.
-func (b *Broker) Revoke(ctx context.Context, taskID string) ([]Revocation, error) {
+func (b *Broker) Revoke(ctx context.Context, taskKey string) ([]Revocation, error) {
 	b.mu.Lock()
-	tl := b.tasks[taskID]
-	delete(b.tasks, taskID)
+	tl := b.tasks[taskKey]
+	delete(b.tasks, taskKey)
 	b.mu.Unlock()
 	if tl == nil {
 		return nil, nil
 	}
 	out := make([]Revocation, len(tl.all))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxConcurrentRevocations)
 	for i, c := range tl.all {
-		wg.Go(func() { out[i] = b.revokeOne(ctx, b.providers[c.Provider], c) })
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i] = b.revokeOne(ctx, b.providers[c.Provider], c)
+		})
 	}
 	wg.Wait()
 	var errs []error
@@ -483,7 +542,12 @@ func (b *Broker) Revoke(ctx context.Context, taskID string) ([]Revocation, error
 // revokeOne revokes c at p with retries, and reports the outcome to the
 // observers.
 func (b *Broker) revokeOne(ctx context.Context, p Provider, c *Credential) Revocation {
-	attempts, _, err := b.retry(ctx, func(actx context.Context) error { return p.Revoke(actx, c) })
+	return b.revokeOneAttempts(ctx, p, c, b.attempts)
+}
+
+// revokeOneAttempts is revokeOne with at most max attempts.
+func (b *Broker) revokeOneAttempts(ctx context.Context, p Provider, c *Credential, max int) Revocation {
+	attempts, _, err := b.retryN(ctx, max, func(actx context.Context) error { return p.Revoke(actx, c) })
 	r := Revocation{Credential: c, Attempts: attempts}
 	e := leaseEvent(EventRevoked, c)
 	e.Attempts = attempts

@@ -128,9 +128,6 @@ func TestLeaseCacheKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c1 == c2; got != tc.shared {
-				t.Errorf("shared lease = %v, want %v", got, tc.shared)
-			}
 			if got := c1.LeaseID == c2.LeaseID; got != tc.shared {
 				t.Errorf("same LeaseID = %v, want %v", got, tc.shared)
 			}
@@ -241,7 +238,7 @@ func TestLeaseConcurrentOneIssue(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("Lease %d: %v", i, errs[i])
 		}
-		if creds[i] != creds[0] {
+		if creds[i].LeaseID != creds[0].LeaseID {
 			t.Fatalf("Lease %d returned a different credential", i)
 		}
 	}
@@ -313,7 +310,7 @@ func TestLeaseRenewal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c1 != c2; got != tc.renewed {
+			if got := c1.LeaseID != c2.LeaseID; got != tc.renewed {
 				t.Errorf("renewed = %v, want %v", got, tc.renewed)
 			}
 			wantIssued := 1
@@ -334,7 +331,7 @@ func TestLeaseRenewal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c3 != c2 || p.Issued() != wantIssued {
+			if c3.LeaseID != c2.LeaseID || p.Issued() != wantIssued {
 				t.Errorf("lease after renewal not cached")
 			}
 		})
@@ -356,7 +353,7 @@ func TestLeaseWithoutExpiryIsKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c1 != c2 || p.Issued() != 1 {
+	if c1.LeaseID != c2.LeaseID || p.Issued() != 1 {
 		t.Errorf("credential without expiry was replaced (issued %d)", p.Issued())
 	}
 }
@@ -596,7 +593,7 @@ func TestRevoke(t *testing.T) {
 	}
 	// The other task's cache is untouched.
 	o2, err := b.Lease(ctx, lreq("t2", "gh", "a"))
-	if err != nil || o2 != other {
+	if err != nil || o2.LeaseID != other.LeaseID {
 		t.Errorf("other task's lease not cached after Revoke of t1")
 	}
 }

@@ -38,6 +38,14 @@ func (r Request) key() string {
 		strings.Join(sortedSet(r.Resources), " ") + "\x00" + strings.Join(sortedSet(r.Scopes), " ") + "\x00" + r.TTL.String()
 }
 
+// taskKey is the key the broker keeps the request's task under.
+func (r Request) taskKey() string {
+	if r.TaskKey != "" {
+		return r.TaskKey
+	}
+	return r.TaskID
+}
+
 // sortedSet returns s sorted, without duplicates, as a new slice.
 func sortedSet(s []string) []string {
 	s = slices.Clone(s)
@@ -50,6 +58,12 @@ type Request struct {
 	Requirement
 	// TaskID is the task the credential is scoped to.
 	TaskID string
+	// TaskKey identifies this run of the task to the broker, which caches
+	// and revokes leases per key. The guard sets one unique to each task it
+	// starts, so that tasks with the same ID (in guards sharing a broker,
+	// or one after another) never share or revoke each other's leases.
+	// Empty means TaskID.
+	TaskKey string
 	// Agent is the SPIFFE ID of the agent the credential is for.
 	Agent string
 	// NotAfter is the latest expiry allowed: the task's deadline, if it has one.
@@ -90,6 +104,14 @@ type Credential struct {
 	ExpiresAt time.Time
 	// Secret is the value the tool presents.
 	Secret Secret
+}
+
+// clone returns a copy of c that shares nothing mutable with it.
+func (c *Credential) clone() *Credential {
+	cp := *c
+	cp.Resources = slices.Clone(c.Resources)
+	cp.Scopes = slices.Clone(c.Scopes)
+	return &cp
 }
 
 // Expired reports whether the credential has expired at now.

@@ -36,7 +36,7 @@ func ExampleBroker() {
 	}
 	c1, _ := b.Lease(ctx, req)
 	c2, _ := b.Lease(ctx, req)
-	fmt.Println(c1 == c2, p.Issued())
+	fmt.Println(c1.LeaseID == c2.LeaseID, p.Issued())
 
 	revs, err := b.Revoke(ctx, "task-1")
 	fmt.Println(len(revs), err, p.Check(c1.LeaseID))
