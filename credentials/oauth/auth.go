@@ -48,6 +48,12 @@ func ClientSecretPost(clientID string, secret credentials.Secret) ClientAuth {
 // 7523 client assertion, addressed to Config.SVIDAudience: no static secret
 // exists to leak. clientID is the client the server knows the agent as;
 // empty means the agent's SPIFFE ID.
+//
+// It needs a SPIFFE-aware authorization server, one that verifies the
+// assertion against the SPIFFE trust bundle and maps its subject (the
+// SPIFFE ID) to the client: a JWT-SVID has no "iss" claim, so a server
+// that insists on RFC 7523's iss == sub == client_id with a key registered
+// per client refuses it.
 func SVIDAssertion(clientID string) ClientAuth { return ClientAuth{kind: authSVID, id: clientID} }
 
 // String describes the method, never the secret.

@@ -92,7 +92,16 @@ func (p *ClientCredentials) Issue(ctx context.Context, req credentials.Request) 
 			return nil, errors.New("oauth: token endpoint issued an expired token")
 		}
 	}
-	scope, _ := tok.Extra("scope").(string)
+	var scope string
+	switch v := tok.Extra("scope").(type) {
+	case nil:
+	case string:
+		scope = v
+	default:
+		// RFC 6749 §5.1: a space-separated string. Anything else cannot
+		// be checked against the requirement: refuse it.
+		return nil, errors.New("oauth: token endpoint answered a scope that is not a string")
+	}
 	c := credential(tok.AccessToken, expiresIn, scope, req, now)
 	p.remember(c, req)
 	return c, nil

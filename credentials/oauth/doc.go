@@ -15,7 +15,12 @@
 //
 // The agent authenticates to the server with a client secret
 // ([ClientSecretBasic], [ClientSecretPost]) or, with no static secret at
-// all, with its JWT-SVID as an RFC 7523 client assertion ([SVIDAssertion]).
+// all, with its JWT-SVID as an RFC 7523 client assertion ([SVIDAssertion],
+// for a server that trusts the SPIFFE bundle).
+//
+// Endpoints must be https (plain http only to a loopback address), and
+// redirects are never followed: they would resend the request's secrets to
+// another origin.
 // JWT-SVIDs come from the request's identity.JWTIssuer, which the guard
 // fills in from its identity source.
 //

@@ -137,6 +137,9 @@ func (p *TokenExchange) Issue(ctx context.Context, req credentials.Request) (*cr
 	if !bearer(tr.TokenType) {
 		return nil, errors.New("oauth: token endpoint issued a token that is not a bearer token; only bearer tokens are supported")
 	}
+	if tr.IssuedTokenType != "" && tr.IssuedTokenType != TokenTypeAccessToken {
+		return nil, errors.New("oauth: token endpoint issued a token of another type than the access token asked for")
+	}
 	expiresIn, err := seconds(tr.ExpiresIn)
 	if err != nil {
 		return nil, err

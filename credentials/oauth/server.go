@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -39,17 +40,48 @@ func (c *Config) check() error {
 	if c.TokenURL == "" {
 		return errors.New("oauth: no token URL")
 	}
+	for name, u := range map[string]string{"token": c.TokenURL, "revocation": c.RevocationURL} {
+		if err := checkEndpoint(u); u != "" && err != nil {
+			return fmt.Errorf("oauth: %s URL: %w", name, err)
+		}
+	}
 	if c.Auth.kind == authNone {
 		return errNoAuth
 	}
 	return nil
 }
 
-func (c *Config) client() *http.Client {
-	if c.HTTPClient != nil {
-		return c.HTTPClient
+// checkEndpoint requires https, or http to a loopback address (a server
+// in the same host or test): secrets and tokens go in the request body.
+func checkEndpoint(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("not an absolute URL")
 	}
-	return http.DefaultClient
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+		return errors.New("plain http to a remote host would expose secrets; use https")
+	}
+	return fmt.Errorf("scheme %q: use https", u.Scheme)
+}
+
+// client returns the HTTP client for the server's endpoints: the
+// configured one, made never to follow redirects, which would resend the
+// form (secrets, subject tokens, the token to revoke) to another origin.
+func (c *Config) client() *http.Client {
+	base := c.HTTPClient
+	if base == nil {
+		base = http.DefaultClient
+	}
+	cl := *base
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cl
 }
 
 func (c *Config) svidAudience() string {
