@@ -284,7 +284,8 @@ func TestCancelledTaskRevokesLeases(t *testing.T) {
 }
 
 // TestSubAgentInheritsUserToken: a sub-agent's task in the same process
-// acts for the same user with the same token.
+// acts for the same user with the same token, which reaches its credential
+// providers, and neither task's Spec shows it.
 func TestSubAgentInheritsUserToken(t *testing.T) {
 	e := newLeaseEnv(t)
 	ctx, task, err := e.g.StartTask(context.Background(), agentguard.TaskSpec{OnBehalfOf: "alice", UserToken: credentials.NewSecret("user-token-1")})
@@ -297,21 +298,26 @@ func TestSubAgentInheritsUserToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	prov := credentialstest.NewProvider(credentialstest.WithTokenPrefix(leaseCanary))
 	g2, err := agentguard.New(agentguard.WithIdentity(identity.NewStaticSource(sub)), agentguard.WithPolicy(policytest.AllowAll()),
-		agentguard.WithAudit(audittest.NewRecorder()))
+		agentguard.WithAudit(audittest.NewRecorder()), agentguard.WithBroker(credentials.NewBroker(credentials.WithProvider("idp", prov))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g2.Close(context.Background())
-	_, subTask, err := g2.StartTask(dctx, agentguard.TaskSpec{})
+	sctx, subTask, err := g2.StartTask(dctx, agentguard.TaskSpec{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer subTask.End(context.Background())
-	if s := subTask.Spec(); s.OnBehalfOf != "alice" || s.UserToken.Reveal() != "user-token-1" {
-		t.Errorf("sub-task spec: on behalf of %q, token inherited %v", s.OnBehalfOf, s.UserToken.Reveal() == "user-token-1")
+	if _, err := g2.Invoke(sctx, e.tool, agentguard.Call{}); err != nil {
+		t.Fatal(err)
 	}
-	if s := fmt.Sprintf("%+v %#v", subTask.Spec(), subTask.Spec()); strings.Contains(s, "user-token-1") {
-		t.Error("printing a task spec shows the user token")
+	reqs := prov.Requests()
+	if len(reqs) != 1 || reqs[0].UserToken.Reveal() != "user-token-1" || reqs[0].Agent != sub.ID.String() {
+		t.Fatalf("sub-agent's provider requests = %d, user token passed: %v", len(reqs), len(reqs) == 1 && reqs[0].UserToken.Reveal() == "user-token-1")
+	}
+	if subTask.Spec().OnBehalfOf != "alice" || !subTask.Spec().UserToken.IsZero() || !task.Spec().UserToken.IsZero() {
+		t.Error("a task's Spec shows its user token, or the sub-task serves another user")
 	}
 }

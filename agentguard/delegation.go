@@ -332,7 +332,7 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 		return nil, err
 	}
 	out := &delegation{chain: append(slices.Clone(id.Chain), id.ID), to: to,
-		onBehalfOf: state.OnBehalfOf, userToken: parent.spec.UserToken, sensitivity: state.Sensitivity, taint: state.Taint}
+		onBehalfOf: state.OnBehalfOf, userToken: parent.userToken, sensitivity: state.Sensitivity, taint: state.Taint}
 	// The proof covers the whole chain or is not made: a chain the identity
 	// source gave, or one an agent up the chain could not prove, is left
 	// unproved rather than shortened.

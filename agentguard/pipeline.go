@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -104,6 +105,9 @@ type call struct {
 	ev    audit.Event
 	start time.Time
 	creds []*credentials.Credential
+	// userToken is the task's user token, scrubbed like the credentials
+	// from anything the call reports.
+	userToken credentials.Secret
 	// step is the step under way, for a panic's denial.
 	step string
 	// recorded is set once the audit record was written.
@@ -153,12 +157,20 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		return p.deny(ctx, StepTask, "call outside any task", nil, ErrNoTask)
 	case !ok:
 		task = newImplicitTask(ctx, g)
-		defer func() { _ = task.end(ctx, "call done") }()
+		defer func() {
+			// The call's result stands (the tool has run); a lease left
+			// valid is audited by end, and logged here.
+			if err := task.end(ctx, "call done"); err != nil {
+				g.cfg.logger.LogAttrs(ctx, slog.LevelError, "agentguard: ending the task of a call made outside any task failed",
+					slog.String("tool", t.Name), slog.String("call_id", p.c.ID), slog.String("error", p.scrub(err.Error())))
+			}
+		}()
 	case task.g != g:
 		return p.deny(ctx, StepTask, "task was started by another guard", nil, ErrForeignTask)
 	}
 	p.ev.Task = task.spec.ID
 	p.ev.OnBehalfOf = task.spec.OnBehalfOf
+	p.userToken = task.userToken
 	span.SetAttributes(AttrTaskID.String(task.spec.ID))
 	state, err := task.snapshot()
 	if err != nil {
@@ -356,8 +368,8 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	var failedReq credentials.Requirement
 	for _, r := range p.tool.Credentials {
 		cred, err := g.cfg.broker.Lease(lctx, credentials.Request{
-			Requirement: r, TaskID: task.spec.ID, Agent: p.ev.Agent, NotAfter: task.deadline,
-			JWTIssuer: jwt, UserToken: task.spec.UserToken,
+			Requirement: r, TaskID: task.spec.ID, TaskKey: task.leaseKey, Agent: p.ev.Agent, NotAfter: task.deadline,
+			JWTIssuer: jwt, UserToken: task.userToken,
 		})
 		if err != nil {
 			failed, failedReq = err, r
@@ -375,9 +387,16 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	var aerr error
 	kinds := map[string]credentials.EventKind{}
 	for _, e := range evs {
-		aerr = errors.Join(aerr, g.writeAudit(ctx, p.credentialEvent(e)))
+		rec := p.credentialEvent(e)
+		werr := g.writeAudit(ctx, rec)
+		aerr = errors.Join(aerr, werr)
 		if e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed {
 			kinds[e.LeaseID] = e.Kind
+			if werr != nil {
+				// The lease stays cached: the next call that uses it
+				// writes this record first, or is denied too.
+				task.setUnaudited(e.LeaseID, rec)
+			}
 			continue
 		}
 		if e.Kind != credentials.EventFailed || failed == nil {
@@ -390,6 +409,15 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 		res, derr := p.deny(ctx, StepCredential, fmt.Sprintf("credential %q unavailable", failedReq.Name), nil,
 			fmt.Errorf("%w: %w", ErrCredential, errors.Join(failed, aerr)))
 		return res, derr, true
+	}
+	// Leases issued for earlier calls whose records could not be written.
+	for _, c := range p.creds {
+		if rec, ok := task.takeUnaudited(c.LeaseID); ok {
+			if err := g.writeAudit(ctx, rec); err != nil {
+				task.setUnaudited(c.LeaseID, rec)
+				aerr = errors.Join(aerr, err)
+			}
+		}
 	}
 	if aerr != nil {
 		res, derr := p.deny(ctx, StepCredential, "credential lease not audited", nil, aerr)
@@ -569,7 +597,7 @@ func (p *call) deny(ctx context.Context, step, reason string, policies []string,
 		p.ev.Policies = policies
 	}
 	reason = p.scrub(reason)
-	if cause != nil && len(p.creds) > 0 {
+	if cause != nil {
 		if m := p.scrub(cause.Error()); m != cause.Error() {
 			cause = &scrubbedError{msg: m, err: cause}
 		}
@@ -608,4 +636,10 @@ func (p *call) finish(ctx context.Context) error {
 }
 
 // scrub removes the values of the call's credentials from s.
-func (p *call) scrub(s string) string { return credentials.Scrub(s, p.creds...) }
+func (p *call) scrub(s string) string {
+	s = credentials.Scrub(s, p.creds...)
+	if !p.userToken.IsZero() {
+		s = credentials.Scrub(s, &credentials.Credential{Secret: p.userToken})
+	}
+	return s
+}

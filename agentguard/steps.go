@@ -14,8 +14,9 @@ import (
 type Broker interface {
 	// Lease returns a credential for req, reusing the task's lease when valid.
 	Lease(ctx context.Context, req credentials.Request) (*credentials.Credential, error)
-	// Revoke revokes every lease of the task.
-	Revoke(ctx context.Context, taskID string) ([]credentials.Revocation, error)
+	// Revoke revokes every lease of the task run whose requests carried
+	// taskKey as their TaskKey.
+	Revoke(ctx context.Context, taskKey string) ([]credentials.Revocation, error)
 }
 
 var _ Broker = (*credentials.Broker)(nil)

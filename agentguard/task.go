@@ -40,9 +40,11 @@ type TaskSpec struct {
 	// OnBehalfOf names the user the task serves, if any.
 	OnBehalfOf string
 	// UserToken is that user's token, if the agent holds one: the subject
-	// of on-behalf-of token exchanges (see credentials/oauth). It is never
-	// printed, logged or audited. A sub-agent's task in the same process
-	// inherits it; a handoff to another process does not carry it.
+	// of on-behalf-of token exchanges (see credentials/oauth). The guard
+	// hands it only to credential providers: Task.Spec does not return it,
+	// and it is never printed, logged or audited. A sub-agent's task in the
+	// same process inherits it; a handoff to another process does not
+	// carry it.
 	UserToken credentials.Secret
 }
 
@@ -59,6 +61,12 @@ type Task struct {
 	// implicit tasks wrap a call made outside any task; they are not audited
 	// as tasks.
 	implicit bool
+	// userToken is spec.UserToken, kept out of spec so that Spec, which
+	// any tool may call, never returns it.
+	userToken credentials.Secret
+	// leaseKey is the key of the task's leases at the broker: unique to
+	// this Task, unlike its ID, which callers choose.
+	leaseKey string
 
 	mu     sync.Mutex
 	stop   func() bool // unregisters the end-on-context-done callback
@@ -67,6 +75,9 @@ type Task struct {
 	taint  []string
 	ended  bool
 	leased bool
+	// unaudited holds the records of leases whose issue could not be
+	// audited, by lease ID, to be written before the lease is used.
+	unaudited map[string]audit.Event
 
 	endOnce sync.Once
 	endErr  error
@@ -101,7 +112,9 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	if err := d.inherit(&spec); err != nil {
 		return ctx, nil, err
 	}
-	t := &Task{g: g, spec: spec, done: make(chan struct{}), taint: d.inheritedTaint()}
+	t := &Task{g: g, spec: spec, done: make(chan struct{}), taint: d.inheritedTaint(),
+		userToken: spec.UserToken, leaseKey: newID("lease-set-")}
+	t.spec.UserToken = credentials.Secret{}
 	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
 	t.cancel = cancel
 	t.deadline, _ = tctx.Deadline()
@@ -139,7 +152,9 @@ func newImplicitTask(ctx context.Context, g *Guard) *Task {
 	d := delegationFrom(ctx)
 	spec := TaskSpec{ID: newID("call-task-")}
 	_ = d.inherit(&spec) // cannot conflict: spec names no user
-	t := &Task{g: g, spec: spec, implicit: true, done: make(chan struct{}), taint: d.inheritedTaint()}
+	t := &Task{g: g, spec: spec, implicit: true, done: make(chan struct{}), taint: d.inheritedTaint(),
+		userToken: spec.UserToken, leaseKey: newID("lease-set-")}
+	t.spec.UserToken = credentials.Secret{}
 	t.deadline, _ = ctx.Deadline()
 	return t
 }
@@ -147,7 +162,7 @@ func newImplicitTask(ctx context.Context, g *Guard) *Task {
 // ID returns the task's ID.
 func (t *Task) ID() string { return t.spec.ID }
 
-// Spec returns what the task was started with.
+// Spec returns what the task was started with, without its UserToken.
 func (t *Task) Spec() TaskSpec {
 	s := t.spec
 	s.Labels = slices.Clone(s.Labels)
@@ -225,7 +240,7 @@ func (t *Task) revoke(ctx context.Context) []error {
 		return nil
 	}
 	var errs []error
-	revs, err := t.g.cfg.broker.Revoke(ctx, t.spec.ID)
+	revs, err := t.g.cfg.broker.Revoke(ctx, t.leaseKey)
 	for _, r := range revs {
 		c := r.Credential
 		e := credentials.Event{
@@ -300,6 +315,27 @@ func (t *Task) markLeased() error {
 	}
 	t.leased = true
 	return nil
+}
+
+// setUnaudited keeps the record of a lease that could not be written.
+func (t *Task) setUnaudited(lease string, rec audit.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.unaudited == nil {
+		t.unaudited = map[string]audit.Event{}
+	}
+	t.unaudited[lease] = rec
+}
+
+// takeUnaudited removes and returns the unwritten record of a lease.
+func (t *Task) takeUnaudited(lease string) (audit.Event, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec, ok := t.unaudited[lease]
+	if ok {
+		delete(t.unaudited, lease)
+	}
+	return rec, ok
 }
 
 // record adds one executed call to the task's state.
