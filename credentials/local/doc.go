@@ -14,7 +14,9 @@
 // process's memory. Its tokens are trusted only by verifiers pointed at this
 // issuer: no real service accepts them. A restart forgets every revocation,
 // which is harmless because it forgets the keys too: after a restart no
-// verifier accepts a token signed before it, revoked or not. In production,
+// verifier accepts a token signed before it, revoked or not (a remote
+// verifier learns of the restart when it next fetches the revocation list,
+// within WithRevocationMaxAge, and then refuses those tokens). In production,
 // credentials come from a real authorization server through a
 // [credentials.Provider] that speaks to it.
 package local

@@ -443,6 +443,6 @@ func (s issuerSource) key(_ context.Context, kid string) (*ecdsa.PublicKey, erro
 	return nil, errUnknownKey
 }
 
-func (s issuerSource) revoked(_ context.Context, id string) (bool, error) {
+func (s issuerSource) revoked(_ context.Context, _, id string) (bool, error) {
 	return s.i.isRevoked(id), nil
 }

@@ -179,23 +179,48 @@ func (r *remoteSource) fetchKeys(ctx context.Context) (map[string]*ecdsa.PublicK
 	return keys, nil
 }
 
-func (r *remoteSource) revoked(ctx context.Context, id string) (bool, error) {
-	if revs, ok := r.freshRevocations(); ok {
+// revoked reports whether lease id is revoked. Each time it fetches the
+// revocation list it fetches the JWKS too, and forgets the keys the issuer
+// no longer publishes: an issuer that restarted has new keys and an empty
+// list, and a token signed before must not pass because its old key was
+// cached.
+func (r *remoteSource) revoked(ctx context.Context, kid, id string) (bool, error) {
+	check := func(revs map[string]struct{}) (bool, error) {
+		r.mu.Lock()
+		_, known := r.keys[kid]
+		r.mu.Unlock()
+		if !known {
+			return false, errUnknownKey
+		}
 		_, revoked := revs[id]
 		return revoked, nil
+	}
+	if revs, ok := r.freshRevocations(); ok {
+		return check(revs)
 	}
 	if err := acquire(ctx, r.revFetch); err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer func() { <-r.revFetch }()
 	if revs, ok := r.freshRevocations(); ok {
-		_, revoked := revs[id]
-		return revoked, nil // fetched while this call waited
+		return check(revs) // fetched while this call waited
 	}
 	now := r.now()
 	var doc revokedDoc
 	if err := r.get(ctx, r.revokedURL, &doc); err != nil {
 		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	r.mu.Lock()
+	recent := !r.keysTried.IsZero() && r.keysErr == nil && now.Sub(r.keysTried) < jwksMinInterval
+	r.mu.Unlock()
+	if !recent { // keys fetched just now, for this very token, are current
+		keys, err := r.fetchKeys(ctx)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		r.mu.Lock()
+		r.keys, r.keysTried, r.keysErr = keys, now, nil
+		r.mu.Unlock()
 	}
 	revs := make(map[string]struct{}, len(doc.Revoked))
 	for _, e := range doc.Revoked {
@@ -204,8 +229,7 @@ func (r *remoteSource) revoked(ctx context.Context, id string) (bool, error) {
 	r.mu.Lock()
 	r.revs, r.revsAt = revs, now
 	r.mu.Unlock()
-	_, revoked := revs[id]
-	return revoked, nil
+	return check(revs)
 }
 
 // freshRevocations returns the cached revocation list if it is younger

@@ -77,8 +77,9 @@ type keySource interface {
 	// ErrInvalidToken (no such key) or ErrUnavailable.
 	key(ctx context.Context, kid string) (*ecdsa.PublicKey, error)
 	// revoked reports whether the lease is revoked; an error wraps
-	// ErrUnavailable.
-	revoked(ctx context.Context, id string) (bool, error)
+	// ErrUnavailable, or ErrInvalidToken when the issuer no longer
+	// publishes kid, the key that signed the token (it restarted).
+	revoked(ctx context.Context, kid, id string) (bool, error)
 }
 
 // Verify checks token and returns its claims. The token must be a compact
@@ -141,7 +142,7 @@ func (v *Verifier) Verify(ctx context.Context, token, audience string, scopes ..
 	if tc.NotBefore != nil && now.Before(tc.NotBefore.Time()) {
 		return nil, fmt.Errorf("%w: not valid before %s", ErrInvalidToken, tc.NotBefore.Time().UTC().Format(time.RFC3339))
 	}
-	revoked, err := v.src.revoked(ctx, tc.ID)
+	revoked, err := v.src.revoked(ctx, h.KeyID, tc.ID)
 	if err != nil {
 		return nil, err
 	}
