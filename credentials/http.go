@@ -24,8 +24,10 @@ var ErrExpired = errors.New("credentials: credential expired")
 // http.DefaultTransport).
 //
 // It sends the token only where the credential is for: to URLs at or under
-// one of its resource indicators, or its audience when that is an http(s)
-// URL, and to origins listed in allow (such as "https://api.example.com").
+// one of its resource indicators (or, when it has none, its audience if
+// that is an http(s) URL), and to origins listed in allow (such as
+// "https://api.example.com"). A request whose Host header names another
+// host than its URL is refused too.
 // A request anywhere else fails with ErrDestination without being sent, so
 // a URL chosen by a model cannot exfiltrate the token; redirects are checked
 // the same way. After the credential expires, requests fail with ErrExpired.
@@ -38,7 +40,9 @@ func (c *Credential) Transport(base http.RoundTripper, allow ...string) http.Rou
 	for _, r := range c.Resources {
 		t.addPrefix(r)
 	}
-	t.addPrefix(c.Audience)
+	if len(c.Resources) == 0 {
+		t.addPrefix(c.Audience) // resources, when given, are narrower
+	}
 	for _, a := range allow {
 		if u, err := url.Parse(a); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
 			t.prefixes = append(t.prefixes, prefix{scheme: u.Scheme, host: strings.ToLower(u.Host), path: "/"})
@@ -97,7 +101,7 @@ func slash(p string) string {
 }
 
 func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !t.allowed(r.URL) {
+	if !t.allowed(r.URL) || (r.Host != "" && !strings.EqualFold(r.Host, r.URL.Host)) {
 		closeBody(r)
 		return nil, fmt.Errorf("%w: %s %s://%s (credential %q is for %s)", ErrDestination, r.Method, r.URL.Scheme, r.URL.Host, t.cred.Name, t.cred.Audience)
 	}

@@ -188,9 +188,30 @@ func TestTransportAudienceAndAllowList(t *testing.T) {
 		htRefused(t, rt, other.URL+"/api", a, b, other)
 		htRefused(t, rt, a.URL+"/admin", a, b, other)
 	})
+	t.Run("resources narrower than the audience", func(t *testing.T) {
+		// With resources, the audience's origin is not a destination.
+		rt := htCred([]string{b.URL + "/api"}, b.URL).Transport(nil)
+		htAllowed(t, rt, b.URL+"/api/x", b, "/api/x")
+		htRefused(t, rt, b.URL+"/admin", a, b, other)
+	})
 	t.Run("nothing", func(t *testing.T) {
 		rt := htCred(nil, "").Transport(nil)
 		htRefused(t, rt, a.URL+"/", a, b, other)
+	})
+	t.Run("Host header for another host", func(t *testing.T) {
+		rt := htCred([]string{b.URL + "/api"}, "").Transport(nil)
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, b.URL+"/api/x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "internal.example"
+		n := b.count()
+		if _, err := rt.RoundTrip(req); !errors.Is(err, credentials.ErrDestination) {
+			t.Errorf("Host %q: %v, want ErrDestination", req.Host, err)
+		}
+		if b.count() != n {
+			t.Error("the request was sent")
+		}
 	})
 	if n := other.count(); n != 0 {
 		t.Errorf("the other server got %d requests", n)

@@ -12,12 +12,10 @@ import (
 	"github.com/agentguard/go-sdk/credentials/oauth"
 )
 
-// REVIEW: the token and revocation requests follow redirects. A 307/308
-// from the configured endpoint makes Go's client resend the whole form
-// body (client_secret, client_assertion, subject_token = the user's token,
-// actor_token, and for revocation the access token) to whatever origin the
-// Location names. Only the Authorization header is stripped across hosts.
-func TestReviewTokenRequestFollowsRedirectWithSecrets(t *testing.T) {
+// TestNoRedirects: a token endpoint answering with a redirect gets no
+// second request: following it would resend the form (client secret, the
+// user's subject token) to another origin.
+func TestNoRedirects(t *testing.T) {
 	var mu sync.Mutex
 	var leaked string
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,12 +61,10 @@ func TestReviewTokenRequestFollowsRedirectWithSecrets(t *testing.T) {
 	}
 }
 
-// REVIEW: ClientCredentials reads the granted scopes with
-// tok.Extra("scope").(string). A server answering "scope" as a JSON array
-// (wider than asked) is read as "did not say", so the broker's "never
-// wider than the requirement" check is skipped and the over-scoped token
-// is leased as if it had exactly the requested scopes.
-func TestReviewClientCredentialsScopeArrayBypassesWiderCheck(t *testing.T) {
+// TestClientCredentialsScopeNotAString: a "scope" that is not a string
+// (here an array, wider than asked) is refused, not read as "same as
+// requested".
+func TestClientCredentialsScopeNotAString(t *testing.T) {
 	as := newAS(t, func(w http.ResponseWriter, _ *http.Request, _ int, _ request) {
 		writeJSON(w, http.StatusOK, map[string]any{"access_token": accessToken, "token_type": "Bearer",
 			"expires_in": 300, "scope": []string{"read", "write", "admin"}})
