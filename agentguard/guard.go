@@ -74,8 +74,8 @@ func New(opts ...Option) (*Guard, error) {
 // Close ends every task still open (revoking its credentials) and makes
 // every later call fail with ErrClosed. It closes nothing it was given.
 // Close is idempotent; every call returns the first one's error. As with
-// Task.End, revocation does not stop because ctx is cancelled; each task's
-// end is bounded by WithEndTimeout.
+// Task.End, revocation does not stop because ctx is cancelled; the tasks
+// end together, each bounded by WithEndTimeout.
 func (g *Guard) Close(ctx context.Context) error {
 	g.closeOnce.Do(func() {
 		g.closed.Store(true)
@@ -85,12 +85,13 @@ func (g *Guard) Close(ctx context.Context) error {
 			open = append(open, t)
 		}
 		g.mu.Unlock()
-		var errs []error
-		for _, t := range open {
-			if err := t.end(ctx, "guard closed"); err != nil {
-				errs = append(errs, err)
-			}
+		// Together, so that closing takes one task's end, not the sum.
+		errs := make([]error, len(open))
+		var wg sync.WaitGroup
+		for i, t := range open {
+			wg.Go(func() { errs[i] = t.end(ctx, "guard closed") })
 		}
+		wg.Wait()
 		g.closeErr = errors.Join(errs...)
 	})
 	return g.closeErr
