@@ -242,17 +242,8 @@ func (t *Task) revoke(ctx context.Context) []error {
 	var errs []error
 	revs, err := t.g.cfg.broker.Revoke(ctx, t.leaseKey)
 	for _, r := range revs {
-		c := r.Credential
-		e := credentials.Event{
-			Kind: credentials.EventRevoked, Time: t.g.cfg.now(), Name: c.Name, LeaseID: c.LeaseID,
-			Provider: c.Provider, Audience: c.Audience, Resources: c.Resources, Scopes: c.Scopes,
-			ExpiresAt: c.ExpiresAt, Attempts: r.Attempts, NotRevocable: r.NotRevocable,
-		}
-		if r.Err != nil {
-			e.Kind, e.Err = credentials.EventRevokeFailed, credentials.ScrubError(r.Err, c)
-		}
-		ev := leaseRecord(t.event(audit.KindCredentialRevoke), e)
-		ev.Agent = c.Agent
+		ev := leaseRecord(t.event(audit.KindCredentialRevoke), r.Event())
+		ev.Agent = r.Credential.Agent
 		if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
 			errs = append(errs, aerr)
 		}

@@ -261,7 +261,7 @@ func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeas
 		b.mu.Unlock()
 		err = ErrTaskEnded
 		publish()
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
+		rctx, cancel := detached(ctx, time.Duration(b.attempts)*b.attemptTimeout)
 		defer cancel()
 		b.revokeOne(rctx, p, c)
 		return nil, err
@@ -292,7 +292,7 @@ func (b *Broker) lead(ctx context.Context, p Provider, req Request, tl *taskLeas
 // before it expired may still be in use by a call, and is revoked with the
 // task. If revoking fails, the task's end tries again.
 func (b *Broker) retire(ctx context.Context, p Provider, tl *taskLeases, old *Credential) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.attemptTimeout)
+	rctx, cancel := detached(ctx, b.attemptTimeout)
 	defer cancel()
 	if r := b.revokeOneAttempts(rctx, p, old, 1); r.Err != nil {
 		return
@@ -381,7 +381,7 @@ func (e errCut) Unwrap() error { return e.error }
 // revocation's failure if it failed. The revocation is reported to the
 // observers like any other. It does not stop because ctx is done.
 func (b *Broker) giveBack(ctx context.Context, p Provider, c *Credential, why error) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(b.attempts)*b.attemptTimeout)
+	rctx, cancel := detached(ctx, time.Duration(b.attempts)*b.attemptTimeout)
 	defer cancel()
 	if r := b.revokeOne(rctx, p, c); r.Err != nil {
 		return errors.Join(why, fmt.Errorf("credentials: revoking it failed: %w", r.Err))
@@ -549,15 +549,29 @@ func (b *Broker) revokeOne(ctx context.Context, p Provider, c *Credential) Revoc
 func (b *Broker) revokeOneAttempts(ctx context.Context, p Provider, c *Credential, max int) Revocation {
 	attempts, _, err := b.retryN(ctx, max, func(actx context.Context) error { return p.Revoke(actx, c) })
 	r := Revocation{Credential: c, Attempts: attempts}
-	e := leaseEvent(EventRevoked, c)
-	e.Attempts = attempts
 	switch {
 	case errors.Is(err, ErrNotRevocable):
-		r.NotRevocable, e.NotRevocable = true, true
+		r.NotRevocable = true
 	case err != nil:
 		r.Err = ScrubError(fmt.Errorf("credentials: revoke lease %s after %d attempt(s): %w", c.LeaseID, attempts, err), c)
-		e.Kind, e.Err = EventRevokeFailed, r.Err
 	}
-	b.emit(ctx, e)
+	b.emit(ctx, r.Event())
 	return r
+}
+
+// Event describes the revocation as a lease event: EventRevoked, or
+// EventRevokeFailed with its error. Time is left for the caller to set.
+func (r Revocation) Event() Event {
+	e := leaseEvent(EventRevoked, r.Credential)
+	e.Attempts, e.NotRevocable = r.Attempts, r.NotRevocable
+	if r.Err != nil {
+		e.Kind, e.Err = EventRevokeFailed, ScrubError(r.Err, r.Credential)
+	}
+	return e
+}
+
+// detached returns a context for revoking credentials that must be revoked
+// whatever becomes of ctx: not cancelled with it, bounded by d.
+func detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
