@@ -382,27 +382,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	evs := events
 	events = nil
 	mu.Unlock()
-	// One span event per lease the call uses (issued, refreshed or cached),
-	// and one per other lease event (a failure, a revocation).
-	var aerr error
-	kinds := map[string]credentials.EventKind{}
-	for _, e := range evs {
-		rec := p.credentialEvent(e)
-		werr := g.writeAudit(ctx, rec)
-		aerr = errors.Join(aerr, werr)
-		if e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed {
-			kinds[e.LeaseID] = e.Kind
-			if werr != nil {
-				// The lease stays cached: the next call that uses it
-				// writes this record first, or is denied too.
-				task.setUnaudited(e.LeaseID, rec)
-			}
-			continue
-		}
-		if e.Kind != credentials.EventFailed || failed == nil {
-			p.span.AddEvent(EventCredential, trace.WithAttributes(credentialAttrs(e)...))
-		}
-	}
+	kinds, aerr := p.recordLeaseEvents(ctx, task, evs, failed != nil)
 	if failed != nil {
 		p.span.AddEvent(EventCredential, trace.WithAttributes(AttrCredentialEvent.String(string(credentials.EventFailed)),
 			AttrProvider.String(failedReq.Provider), AttrAudience.String(failedReq.Audience), AttrOutcome.String(audit.OutcomeError)))
@@ -445,13 +425,45 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	return nil, nil, false
 }
 
+// recordLeaseEvents audits the lease events the call caused and adds to the
+// span those other than issuance (a failure, when the call did not get its
+// credential, is added by the caller). It returns how each lease issued
+// for the call came to be, and the audit failures. A lease whose issue
+// record failed is noted in the task, to be audited before its next use.
+func (p *call) recordLeaseEvents(ctx context.Context, task *Task, evs []credentials.Event, failed bool) (map[string]credentials.EventKind, error) {
+	var (
+		aerr  error
+		kinds map[string]credentials.EventKind
+	)
+	for _, e := range evs {
+		rec := p.credentialEvent(e)
+		werr := p.g.writeAudit(ctx, rec)
+		aerr = errors.Join(aerr, werr)
+		switch {
+		case e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed:
+			if kinds == nil {
+				kinds = map[string]credentials.EventKind{}
+			}
+			kinds[e.LeaseID] = e.Kind
+			if werr != nil {
+				task.setUnaudited(e.LeaseID, rec)
+			}
+		case e.Kind != credentials.EventFailed || !failed:
+			p.span.AddEvent(EventCredential, trace.WithAttributes(credentialAttrs(e)...))
+		}
+	}
+	return kinds, aerr
+}
+
 // credentialEvent is the audit record of a lease event caused by the call.
 func (p *call) credentialEvent(e credentials.Event) audit.Event {
 	ev := audit.Event{
 		Time: e.Time, Agent: p.ev.Agent, Chain: p.ev.Chain, Task: p.ev.Task, OnBehalfOf: p.ev.OnBehalfOf,
 		Tool: p.ev.Tool, Toolset: p.ev.Toolset, CallID: p.ev.CallID, TraceID: p.ev.TraceID, SpanID: p.ev.SpanID,
 	}
-	return leaseRecord(ev, e)
+	ev = leaseRecord(ev, e)
+	ev.Error = p.scrub(ev.Error) // a provider's error may quote what it was given
+	return ev
 }
 
 // leaseRecord fills ev, the frame of an audit record, with lease event e.
