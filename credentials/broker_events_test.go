@@ -36,7 +36,7 @@ func checkLeaseEvent(t *testing.T, e credentials.Event, k credentials.EventKind,
 // see the events of issuance, refresh, failure and revocation, each with the
 // lease's metadata; a cache hit causes no event; nothing shows a token.
 func TestObserversSeeEveryKind(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	all := &eventLog{}
 	p, b := fakeBroker(clock, 10*time.Minute, credentials.WithObserver(all.Observe), credentials.WithRetry(2, time.Millisecond))
 	call := func() (*eventLog, context.Context) {
@@ -152,7 +152,7 @@ func TestObserversSeeEveryKind(t *testing.T) {
 // TestObserverEventsDoNotAlias: an observer that changes an event's slices
 // changes neither the lease nor what other observers see.
 func TestObserverEventsDoNotAlias(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	second := &eventLog{}
 	vandal := func(_ context.Context, e credentials.Event) {
 		for i := range e.Scopes {
@@ -184,7 +184,7 @@ func TestObserverEventsDoNotAlias(t *testing.T) {
 // only; sibling contexts from one parent do not share observers; a nil
 // observer is ignored.
 func TestObserverContextScoping(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	_, b := fakeBroker(clock, time.Hour, credentials.WithObserver(nil))
 	parent, a, bb, c := &eventLog{}, &eventLog{}, &eventLog{}, &eventLog{}
 	pctx := credentials.WithObserverContext(context.Background(), parent.Observe)
@@ -223,7 +223,7 @@ func TestObserverContextScoping(t *testing.T) {
 // TestObserverOnlyTheLeaderReports: of concurrent callers sharing one
 // issuance, only the one that did it reports it.
 func TestObserverOnlyTheLeaderReports(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	p := newEntering(fake)
 	all := &eventLog{}
@@ -266,7 +266,7 @@ func TestObserverOnlyTheLeaderReports(t *testing.T) {
 // fill with a token — a revocation quoting the lease's token, a grant too
 // wide whose revocation quotes it — and checks every error and event.
 func TestNoTokenInErrorsOrEvents(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	all := &eventLog{}
 	fake := credentialstest.NewProvider(credentialstest.WithTokenPrefix(canary), credentialstest.WithClock(clock.Now))
 	echo := &funcProvider{
@@ -317,7 +317,7 @@ func TestNoTokenInErrorsOrEvents(t *testing.T) {
 // do for an invalid subject_token, appears neither in Lease's error nor in
 // the failure event. (Regression test: before 78168b0 it appeared in both.)
 func TestNoUserTokenInErrorsOrEvents(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	all := &eventLog{}
 	p := &funcProvider{issue: func(_ context.Context, req credentials.Request) (*credentials.Credential, error) {
 		return nil, fmt.Errorf("invalid_grant: subject_token %q is expired: %w", req.UserToken.Reveal(), credentialstest.ErrFake)

@@ -27,26 +27,6 @@ const canary = "CANARY-tok-5e1f-"
 // rather than a hung test binary. It is never waited out on success.
 const guard = 10 * time.Second
 
-// tClock is a settable clock, safe for concurrent use.
-type tClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTClock() *tClock { return &tClock{t: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *tClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *tClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // signalCtx is a context that closes Called the first time its Done method
 // is called. The broker calls Done on a caller's context only where that
 // caller blocks: a waiter selecting on another caller's issuance, or a
@@ -216,7 +196,7 @@ func leaseReq(task, audience string, scopes ...string) credentials.Request {
 
 // fakeBroker returns a fake provider with canary tokens and the given TTL,
 // and a broker using it under the name "p", both on clock.
-func fakeBroker(clock *tClock, ttl time.Duration, opts ...credentials.BrokerOption) (*credentialstest.Provider, *credentials.Broker) {
+func fakeBroker(clock *fakeClock, ttl time.Duration, opts ...credentials.BrokerOption) (*credentialstest.Provider, *credentials.Broker) {
 	p := credentialstest.NewProvider(credentialstest.WithTokenPrefix(canary), credentialstest.WithTTL(ttl),
 		credentialstest.WithClock(clock.Now))
 	opts = append([]credentials.BrokerOption{credentials.WithProvider("p", p), credentials.WithClock(clock.Now)}, opts...)
@@ -227,7 +207,7 @@ func fakeBroker(clock *tClock, ttl time.Duration, opts ...credentials.BrokerOpti
 // and key, all of them waiting on the issuance at once, cause exactly one
 // Issue and all get the same lease, each under its own name.
 func TestFlightManyCallersOneIssue(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	p := newEntering(fake)
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now))
@@ -331,7 +311,7 @@ func keyVariants() []struct {
 	}
 }
 
-func keyBase(clock *tClock) credentials.Request {
+func keyBase(clock *fakeClock) credentials.Request {
 	r := leaseReq("t", "api", "read", "write")
 	r.Resources = []string{"https://a.example.com/", "https://b.example.com/"}
 	r.TTL = 30 * time.Minute
@@ -346,7 +326,7 @@ func keyBase(clock *tClock) credentials.Request {
 func TestFlightCacheKey(t *testing.T) {
 	for _, tc := range keyVariants() {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			p, _ := fakeBroker(clock, time.Hour)
 			p2, _ := fakeBroker(clock, time.Hour)
 			b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithProvider("p2", p2), credentials.WithClock(clock.Now))
@@ -382,7 +362,7 @@ func TestFlightCacheKey(t *testing.T) {
 // them blocked on an issuance, cause one issuance per key: callers of one key
 // share it, and no two keys (nor two tasks) share a lease.
 func TestFlightManyKeysConcurrently(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	fake2, _ := fakeBroker(clock, time.Hour)
 	p, p2 := newEntering(fake), newEntering(fake2)
@@ -476,7 +456,7 @@ func TestFlightManyKeysConcurrently(t *testing.T) {
 // context is cancelled returns at once with context.Canceled; the leader
 // carries on and gets the lease, and it is cached for later callers.
 func TestFlightWaiterCancelled(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	p := newEntering(fake)
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now))
@@ -528,7 +508,7 @@ func TestFlightWaiterCancelled(t *testing.T) {
 func TestFlightLeaderAbandoned(t *testing.T) {
 	for _, mode := range []string{"cancelled", "deadline"} {
 		t.Run(mode, func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			fake, _ := fakeBroker(clock, time.Hour)
 			p := newEntering(fake)
 			broker, waiterLog := &eventLog{}, &eventLog{}
@@ -597,7 +577,7 @@ func TestFlightLeaderAbandoned(t *testing.T) {
 // itself and gets a credential, as it would have on its own. (Regression
 // test: before 78168b0 the waiter got the leader's error.)
 func TestFlightLeaderShortDeadlineLetsWaitersRetry(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	fake.FailIssue(fmt.Errorf("%w: 503", credentials.ErrUnavailable))
 	p := newEntering(fake)
@@ -711,7 +691,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.ttl.String(), func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			log := &eventLog{}
 			p, b := fakeBroker(clock, tc.ttl, credentials.WithObserver(log.Observe))
 			r := leaseReq("t", "api", "read")
@@ -773,7 +753,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 // TestNeverExpiredOverTime steps the clock irregularly through many lease
 // lifetimes: every Lease gets a credential that is not about to expire.
 func TestNeverExpiredOverTime(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	log := &eventLog{}
 	p, b := fakeBroker(clock, 90*time.Second, credentials.WithObserver(log.Observe))
 	steps := []time.Duration{0, time.Second, 7 * time.Second, 13 * time.Second, 29 * time.Second, 1, 8*time.Second + 999*time.Millisecond, 31 * time.Second}
@@ -808,7 +788,7 @@ func TestNeverExpiredOverTime(t *testing.T) {
 // request's TTL and NotAfter; issuedAgo sets IssuedAt in the past (a cached
 // upstream token), and onIssue runs before it answers.
 type greedy struct {
-	clock     *tClock
+	clock     *fakeClock
 	life      time.Duration
 	issuedAgo time.Duration
 	zeroExp   bool
@@ -860,7 +840,7 @@ func TestLeaseExpiryCapped(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			p := &greedy{clock: clock, life: 24 * time.Hour, zeroExp: tc.zeroExp}
 			log := &eventLog{}
 			b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now), credentials.WithObserver(log.Observe))
@@ -906,12 +886,12 @@ func TestLeaseExpiryCapped(t *testing.T) {
 func TestLeaseNeverExpired(t *testing.T) {
 	tests := []struct {
 		name    string
-		setup   func(clock *tClock) (*greedy, credentials.Request)
+		setup   func(clock *fakeClock) (*greedy, credentials.Request)
 		givenUp bool // the credential is still valid at the issuer, so it is revoked
 	}{
 		{
 			name: "NotAfter passes while issuing",
-			setup: func(clock *tClock) (*greedy, credentials.Request) {
+			setup: func(clock *fakeClock) (*greedy, credentials.Request) {
 				// A slow issuer: the task's deadline passes while it works,
 				// and it grants an hour, unaware of the deadline.
 				r := leaseReq("t", "api")
@@ -922,7 +902,7 @@ func TestLeaseNeverExpired(t *testing.T) {
 		},
 		{
 			name: "TTL cap from an old IssuedAt",
-			setup: func(clock *tClock) (*greedy, credentials.Request) {
+			setup: func(clock *fakeClock) (*greedy, credentials.Request) {
 				// The issuer hands out a token it issued two hours ago, valid
 				// for one more: the TTL cap (IssuedAt+1h) is an hour ago.
 				r := leaseReq("t", "api")
@@ -933,7 +913,7 @@ func TestLeaseNeverExpired(t *testing.T) {
 		},
 		{
 			name: "TTL cap exactly now",
-			setup: func(clock *tClock) (*greedy, credentials.Request) {
+			setup: func(clock *fakeClock) (*greedy, credentials.Request) {
 				r := leaseReq("t", "api")
 				r.TTL = time.Hour
 				return &greedy{clock: clock, life: time.Hour, issuedAgo: time.Hour}, r
@@ -942,14 +922,14 @@ func TestLeaseNeverExpired(t *testing.T) {
 		},
 		{
 			name: "expired at the provider",
-			setup: func(clock *tClock) (*greedy, credentials.Request) {
+			setup: func(clock *fakeClock) (*greedy, credentials.Request) {
 				return &greedy{clock: clock, life: -time.Second}, leaseReq("t", "api")
 			},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			p, r := tc.setup(clock)
 			log := &eventLog{}
 			b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now), credentials.WithObserver(log.Observe))
@@ -986,7 +966,7 @@ func TestLeaseNeverExpired(t *testing.T) {
 func TestLeasePastNotAfterRefused(t *testing.T) {
 	for _, ago := range []time.Duration{0, time.Nanosecond, time.Hour} {
 		t.Run(ago.String(), func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			log := &eventLog{}
 			p, b := fakeBroker(clock, time.Hour, credentials.WithObserver(log.Observe))
 			r := leaseReq("t", "api")

@@ -55,7 +55,7 @@ func TestRetryTemporaryExhausted(t *testing.T) {
 	for _, attempts := range []int{1, 2, 4} {
 		for _, tc := range tests {
 			t.Run(fmt.Sprintf("%s/%d attempts", tc.name, attempts), func(t *testing.T) {
-				clock := newTClock()
+				clock := newFakeClock()
 				log := &eventLog{}
 				p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(attempts, time.Millisecond), credentials.WithObserver(log.Observe))
 				p.FailIssue(repeat(tc.err, attempts)...)
@@ -95,7 +95,7 @@ func TestRetryTemporaryExhausted(t *testing.T) {
 // TestRetryTemporaryRecovers: temporary failures fewer than the attempts
 // end in a lease, and the issued event counts every attempt.
 func TestRetryTemporaryRecovers(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	log := &eventLog{}
 	p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(4, time.Millisecond), credentials.WithObserver(log.Observe))
 	p.FailIssue(unavailable(1), netErr{timeout: true}, unavailable(3))
@@ -126,7 +126,7 @@ func TestRetryPermanentNotRetried(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			log := &eventLog{}
 			p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(5, time.Millisecond), credentials.WithObserver(log.Observe))
 			p.FailIssue(repeat(tc.err, 5)...)
@@ -152,7 +152,7 @@ func TestRetryPermanentNotRetried(t *testing.T) {
 // and is retried.
 func TestRetryAttemptTimeout(t *testing.T) {
 	t.Run("every attempt times out", func(t *testing.T) {
-		clock := newTClock()
+		clock := newFakeClock()
 		log := &eventLog{}
 		p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(3, time.Millisecond),
 			credentials.WithAttemptTimeout(20*time.Millisecond), credentials.WithObserver(log.Observe))
@@ -182,7 +182,7 @@ func TestRetryAttemptTimeout(t *testing.T) {
 		}
 	})
 	t.Run("first attempt times out, second succeeds", func(t *testing.T) {
-		clock := newTClock()
+		clock := newFakeClock()
 		var calls atomic.Int64
 		var deadlines []time.Duration
 		var mu sync.Mutex
@@ -240,7 +240,7 @@ func (p *funcProvider) Revoke(ctx context.Context, c *credentials.Credential) er
 // TestRetryNeverPastCallerDeadline: a caller whose deadline is shorter than
 // the backoff gets one attempt and its answer before its deadline.
 func TestRetryNeverPastCallerDeadline(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	log := &eventLog{}
 	// Backoff of 10s to 20s before the second attempt; the caller has 500ms.
 	p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(5, 20*time.Second), credentials.WithObserver(log.Observe))
@@ -273,7 +273,7 @@ func TestRetryNeverPastCallerDeadline(t *testing.T) {
 func TestRetryStopsAtCallerDeadline(t *testing.T) {
 	var mu sync.Mutex
 	var starts []time.Time
-	clock := newTClock()
+	clock := newFakeClock()
 	p := &funcProvider{issue: func(ctx context.Context, _ credentials.Request) (*credentials.Credential, error) {
 		mu.Lock()
 		starts = append(starts, time.Now())
@@ -317,7 +317,7 @@ func TestRetryStopsAtCallerDeadline(t *testing.T) {
 // own deadline (shorter than the attempt timeout) is not retried and the
 // caller gets its deadline error.
 func TestRetryCallerDeadlineDuringAttempt(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(5, time.Millisecond), credentials.WithAttemptTimeout(time.Minute))
 	release := p.Hold()
 	defer release()
@@ -339,7 +339,7 @@ func TestRetryCallerDeadlineDuringAttempt(t *testing.T) {
 // TestRetryStopsWhenCallerCancels: a caller cancelled while an attempt
 // fails temporarily gets no further attempt.
 func TestRetryStopsWhenCallerCancels(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var calls atomic.Int64
@@ -362,7 +362,7 @@ func TestRetryStopsWhenCallerCancels(t *testing.T) {
 // negative backoff is none.
 func TestRetryOptionBounds(t *testing.T) {
 	for _, attempts := range []int{0, -3} {
-		clock := newTClock()
+		clock := newFakeClock()
 		p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(attempts, -time.Second), credentials.WithAttemptTimeout(-1))
 		p.FailIssue(unavailable(1))
 		if _, err := b.Lease(context.Background(), leaseReq("t", "api")); !errors.Is(err, credentials.ErrUnavailable) {
@@ -385,7 +385,7 @@ func TestRetryOptionBounds(t *testing.T) {
 // its cut-off context's error came out without ErrUnavailable.)
 func TestRetryExhaustedWrapsErrUnavailable(t *testing.T) {
 	t.Run("net.Error timeout", func(t *testing.T) {
-		clock := newTClock()
+		clock := newFakeClock()
 		p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(2, time.Millisecond))
 		p.FailIssue(netErr{timeout: true}, netErr{timeout: true})
 		_, err := b.Lease(context.Background(), leaseReq("t", "api"))
@@ -397,7 +397,7 @@ func TestRetryExhaustedWrapsErrUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("attempt timeout", func(t *testing.T) {
-		clock := newTClock()
+		clock := newFakeClock()
 		p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(2, time.Millisecond), credentials.WithAttemptTimeout(10*time.Millisecond))
 		release := p.Hold() // each Issue returns its context's error when cut off
 		defer release()

@@ -108,7 +108,7 @@ func TestRevokeConcurrently(t *testing.T) {
 // backoff to speak of.
 func revokeFixture(t *testing.T) (*credentialstest.Provider, *credentials.Broker, *eventLog, *credentials.Credential) {
 	t.Helper()
-	clock := newTClock()
+	clock := newFakeClock()
 	log := &eventLog{}
 	p, b := fakeBroker(clock, time.Hour, credentials.WithRetry(3, time.Millisecond), credentials.WithObserver(log.Observe))
 	c, err := b.Lease(context.Background(), leaseReq("t", "api", "read"))
@@ -220,7 +220,7 @@ func TestRevokeFailures(t *testing.T) {
 // TestRevokeMixed: of a task's leases at three providers, one revoked, one
 // failing and one not revocable, only the failing one makes Revoke fail.
 func TestRevokeMixed(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	mk := func() *credentialstest.Provider {
 		return credentialstest.NewProvider(credentialstest.WithTokenPrefix(canary), credentialstest.WithClock(clock.Now))
 	}
@@ -285,7 +285,7 @@ func TestRevokeMixed(t *testing.T) {
 
 // TestRevokeUnknownTaskNoEvent: nothing to revoke is no error, nor any event.
 func TestRevokeUnknownTaskNoEvent(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	log := &eventLog{}
 	p, b := fakeBroker(clock, time.Hour, credentials.WithObserver(log.Observe))
 	if _, err := b.Lease(context.Background(), leaseReq("known", "api")); err != nil {
@@ -333,7 +333,7 @@ func TestLeaseAfterRevoke(t *testing.T) {
 // task started is revoked at once, reported as revoked to the broker's and
 // the call's observers, and the caller gets ErrTaskEnded.
 func TestRevokeDuringIssue(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	p := newEntering(fake)
 	brokerLog, callLog, revokeLog := &eventLog{}, &eventLog{}, &eventLog{}
@@ -468,7 +468,7 @@ func TestScopesBeyondRequirementRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := newTClock()
+			clock := newFakeClock()
 			fake := credentialstest.NewProvider(credentialstest.WithTokenPrefix(canary), credentialstest.WithClock(clock.Now))
 			p := &scoped{Provider: fake, granted: tc.granted, echo: tc.echo}
 			log := &eventLog{}
@@ -539,7 +539,7 @@ func TestScopesBeyondRequirementRefused(t *testing.T) {
 // set: it does not wait on the old issuance, gets its own lease, and keeps
 // it when the old one comes back and is revoked.
 func TestLeaseOfNewSetDuringLateIssue(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	p := newEntering(fake)
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now))
@@ -579,7 +579,7 @@ func TestLeaseOfNewSetDuringLateIssue(t *testing.T) {
 // a credential its issuer cannot revoke, would stay valid after its task.
 // So must the leader. (Regression test: before 78168b0 both got the lease.)
 func TestWaiterAfterRevokeDuringLeaderEmit(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	fake.FailRevoke(fmt.Errorf("jwt-svid: %w", credentials.ErrNotRevocable))
 	inEmit, resume := make(chan struct{}), make(chan struct{})
@@ -623,7 +623,7 @@ func TestWaiterAfterRevokeDuringLeaderEmit(t *testing.T) {
 // refusal; they do not each ask the issuer again (and each receive, and
 // give back, another over-wide credential).
 func TestRefusedGrantNotRetriedByWaiters(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake := credentialstest.NewProvider(credentialstest.WithTokenPrefix(canary), credentialstest.WithClock(clock.Now))
 	fake.FailRevoke(repeat(unavailable(0), 50)...) // the issuer's revocation endpoint is down
 	p := newEntering(&scoped{Provider: fake, granted: []string{"read", "admin"}})
@@ -662,7 +662,7 @@ func TestRefusedGrantNotRetriedByWaiters(t *testing.T) {
 // it waited on an abandoned issuance is refused, like one that arrives
 // after its NotAfter, without asking the provider.
 func TestWaiterPastNotAfterDoesNotIssue(t *testing.T) {
-	clock := newTClock()
+	clock := newFakeClock()
 	fake, _ := fakeBroker(clock, time.Hour)
 	p := newEntering(fake)
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clock.Now))

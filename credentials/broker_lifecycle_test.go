@@ -9,12 +9,12 @@ import (
 	"github.com/agentguard/go-sdk/credentials/credentialstest"
 )
 
-// REVIEW: a lease replaced by a refresh (or past its TTL) is not revoked
+// Was a review finding: a lease replaced by a refresh (or past its TTL) is not revoked
 // until the whole task ends. With an issuer whose tokens live longer than
 // the requirement's TTL (any OAuth server: expires_in is its choice), every
 // replaced token stays valid at the issuer for the rest of the task.
 func TestReviewReplacedLeaseNotRevokedUntilTaskEnd(t *testing.T) {
-	clk := newTClock()
+	clk := newFakeClock()
 	p := credentialstest.NewProvider(credentialstest.WithClock(clk.Now), credentialstest.WithTTL(time.Hour))
 	// The fake caps its own expiry at req.TTL; an OAuth server does not.
 	// Model that by issuing with a long-lived token and the broker's TTL.
@@ -42,11 +42,11 @@ func (l longLived) Issue(ctx context.Context, req credentials.Request) (*credent
 	return l.Provider.Issue(ctx, req)
 }
 
-// REVIEW: the TTL cap is measured from the provider's IssuedAt, not from
+// Was a review finding: the TTL cap is measured from the provider's IssuedAt, not from
 // the broker's clock: a provider (or a skewed server clock) dating the
 // credential in the future gets a lease far longer than the TTL.
 func TestReviewTTLMeasuredFromProviderIssuedAt(t *testing.T) {
-	clk := newTClock()
+	clk := newFakeClock()
 	p := &futureDated{now: clk.Now}
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clk.Now))
 	c, err := b.Lease(context.Background(), credentials.Request{TaskID: "t", Requirement: credentials.Requirement{Name: "n", Provider: "p", TTL: 5 * time.Minute}})
@@ -66,12 +66,12 @@ func (f *futureDated) Issue(context.Context, credentials.Request) (*credentials.
 }
 func (f *futureDated) Revoke(context.Context, *credentials.Credential) error { return nil }
 
-// REVIEW: Lease returns the cached *Credential itself (named() copies only
+// Was a review finding: Lease returns the cached *Credential itself (named() copies only
 // when the name differs). A tool that writes to it (ExpiresAt, Resources,
 // Secret) changes the broker's cache for every later call of the task: here
 // an expired lease keeps being handed out.
 func TestReviewLeaseAliasesCache(t *testing.T) {
-	clk := newTClock()
+	clk := newFakeClock()
 	p := credentialstest.NewProvider(credentialstest.WithClock(clk.Now), credentialstest.WithTTL(time.Minute))
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clk.Now))
 	req := credentials.Request{TaskID: "t", Requirement: credentials.Requirement{Name: "n", Provider: "p"}}
