@@ -9,11 +9,10 @@ import (
 	"github.com/agentguard/go-sdk/credentials/credentialstest"
 )
 
-// Was a review finding: a lease replaced by a refresh (or past its TTL) is not revoked
-// until the whole task ends. With an issuer whose tokens live longer than
-// the requirement's TTL (any OAuth server: expires_in is its choice), every
-// replaced token stays valid at the issuer for the rest of the task.
-func TestReviewReplacedLeaseNotRevokedUntilTaskEnd(t *testing.T) {
+// TestExpiredReplacedLeaseRevoked: a lease that expired (by its TTL) and
+// was replaced is revoked at once, not left valid at an issuer whose
+// tokens live longer until the task ends.
+func TestExpiredReplacedLeaseRevoked(t *testing.T) {
 	clk := newFakeClock()
 	p := credentialstest.NewProvider(credentialstest.WithClock(clk.Now), credentialstest.WithTTL(time.Hour))
 	// The fake caps its own expiry at req.TTL; an OAuth server does not.
@@ -42,10 +41,9 @@ func (l longLived) Issue(ctx context.Context, req credentials.Request) (*credent
 	return l.Provider.Issue(ctx, req)
 }
 
-// Was a review finding: the TTL cap is measured from the provider's IssuedAt, not from
-// the broker's clock: a provider (or a skewed server clock) dating the
-// credential in the future gets a lease far longer than the TTL.
-func TestReviewTTLMeasuredFromProviderIssuedAt(t *testing.T) {
+// TestTTLFromBrokerClock: the TTL cap counts from the broker's clock, so
+// a credential dated in the future gets no longer lease.
+func TestTTLFromBrokerClock(t *testing.T) {
 	clk := newFakeClock()
 	p := &futureDated{now: clk.Now}
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clk.Now))
@@ -66,11 +64,9 @@ func (f *futureDated) Issue(context.Context, credentials.Request) (*credentials.
 }
 func (f *futureDated) Revoke(context.Context, *credentials.Credential) error { return nil }
 
-// Was a review finding: Lease returns the cached *Credential itself (named() copies only
-// when the name differs). A tool that writes to it (ExpiresAt, Resources,
-// Secret) changes the broker's cache for every later call of the task: here
-// an expired lease keeps being handed out.
-func TestReviewLeaseAliasesCache(t *testing.T) {
+// TestLeaseIsACopy: a caller that changes the credential it got changes
+// nothing for later calls: an expired lease is not handed out again.
+func TestLeaseIsACopy(t *testing.T) {
 	clk := newFakeClock()
 	p := credentialstest.NewProvider(credentialstest.WithClock(clk.Now), credentialstest.WithTTL(time.Minute))
 	b := credentials.NewBroker(credentials.WithProvider("p", p), credentials.WithClock(clk.Now))
