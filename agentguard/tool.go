@@ -158,6 +158,7 @@ func (t *Tool) policyTool() policy.Tool {
 		OpenWorld:   t.Annotations.OpenWorld,
 		Risk:        t.Risk,
 		Labels:      t.Labels,
+		InputSchema: t.InputSchema,
 	}
 }
 

@@ -36,10 +36,13 @@ type CedarEngine struct {
 	set         *Set
 	groups      func(spiffeid.ID) []string
 	obligations map[string]bool
+	schema      *Schema
 
 	agents sync.Map // SPIFFE ID string -> cedar.Entity
 	mu     sync.RWMutex
 	tools  map[string]toolEntities // tool name -> entities, rebuilt if the tool changes
+
+	naive bool // evaluate every policy, bypassing the scope index (benchmarks and tests)
 }
 
 type toolEntities struct {
@@ -94,6 +97,11 @@ func NewCedarEngine(set *Set, opts ...CedarOption) (*CedarEngine, error) {
 	for _, o := range opts {
 		o(e)
 	}
+	if e.schema != nil {
+		if err := set.Validate(e.schema); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
@@ -121,19 +129,25 @@ func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error
 		Resource:  ents.resource.UID,
 	}
 	if req.Listing {
-		rec, err := contextRecord(req, true)
+		rec, err := e.contextRecord(req, true)
 		if err != nil {
 			return Decision{}, err
 		}
 		creq.Context = rec
 		return e.decideListing(ctx, ents, creq)
 	}
-	rec, err := contextRecord(req, false)
+	rec, err := e.contextRecord(req, false)
 	if err != nil {
 		return Decision{}, err
 	}
 	creq.Context = rec
-	d, diag := cedar.Authorize(e.set.ps, ents, creq)
+	var d cedar.Decision
+	var diag cedar.Diagnostic
+	if e.naive {
+		d, diag = cedar.Authorize(e.set.ps, ents, creq)
+	} else {
+		d, diag = e.set.index.authorize(ents, creq)
+	}
 	return e.decision(d, diag), nil
 }
 
@@ -143,7 +157,11 @@ func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error
 func (e *CedarEngine) decideListing(ctx context.Context, ents *requestEntities, creq cedar.Request) (Decision, error) {
 	var out Decision
 	found := false
-	err := batch.Authorize(ctx, e.set.ps, ents, batch.Request{
+	var policies cedar.PolicyIterator = e.set.ps
+	if !e.naive {
+		policies = e.set.index.policies(ents, creq.Principal, creq.Action, creq.Resource)
+	}
+	err := batch.Authorize(ctx, policies, ents, batch.Request{
 		Principal: creq.Principal,
 		Action:    creq.Action,
 		Resource:  creq.Resource,
@@ -345,7 +363,7 @@ func sameTool(a, b Tool) bool {
 
 // contextRecord builds the Cedar context of req. For a listing, args and
 // approval are ignored values.
-func contextRecord(req *Request, listing bool) (cedar.Record, error) {
+func (e *CedarEngine) contextRecord(req *Request, listing bool) (cedar.Record, error) {
 	var args, approval cedar.Value
 	if listing {
 		args, approval = batch.Ignore(), batch.Ignore()
@@ -357,7 +375,11 @@ func contextRecord(req *Request, listing bool) (cedar.Record, error) {
 		if _, ok := v.(map[string]any); !ok {
 			return cedar.Record{}, errors.New("policy: arguments are not a JSON object")
 		}
-		args, err = jsonToCedar(v)
+		if e.schema != nil {
+			args, err = e.schema.args(req.ActionName(), v)
+		} else {
+			args, err = jsonToCedar(v)
+		}
 		if err != nil {
 			return cedar.Record{}, fmt.Errorf("policy: arguments: %w", err)
 		}

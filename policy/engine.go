@@ -146,6 +146,9 @@ type Tool struct {
 	OpenWorld   bool
 	Risk        Risk
 	Labels      []string
+	// InputSchema is the JSON Schema of the tool's arguments, if any. The
+	// engine does not read it per call; NewSchema types context.args from it.
+	InputSchema json.RawMessage
 }
 
 // Task is the state of the task a call belongs to.

@@ -24,6 +24,7 @@ type Document struct {
 // A Set is immutable and safe for concurrent use.
 type Set struct {
 	ps     *cedar.PolicySet
+	index  *index
 	ids    []string
 	digest string
 }
@@ -53,7 +54,7 @@ func NewSet(docs ...Document) (*Set, error) {
 			ps.Add(pid, p)
 		}
 	}
-	s := &Set{ps: ps}
+	s := &Set{ps: ps, index: newIndex(ps)}
 	h := sha256.New()
 	for id := range ps.Map() {
 		s.ids = append(s.ids, string(id))
