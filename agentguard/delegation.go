@@ -242,13 +242,7 @@ func (d *delegating) authorize(ctx context.Context, agent identity.Identity, to 
 	if err != nil {
 		return d.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
 	}
-	d.ev.Policies = dec.Policies
-	decision := audit.Deny
-	if dec.Allowed {
-		decision = audit.Allow
-	}
-	d.span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(decision),
-		AttrPolicies.StringSlice(dec.Policies), AttrRevision.String(dec.Revision), AttrReason.String(dec.Reason)))
+	noteDecision(d.span, &d.ev, dec)
 	if !dec.Allowed {
 		var cause error
 		if len(dec.Errors) > 0 {

@@ -43,6 +43,9 @@ var (
 	// ErrDelegation: a handoff between agents was refused, or a call came
 	// with a delegation that does not hold for the calling agent.
 	ErrDelegation = errors.New("agentguard: delegation refused")
+	// ErrObligation: policy set an obligation on the call that was not
+	// fulfilled: its handler refused, or the guard has no handler for it.
+	ErrObligation = errors.New("agentguard: policy obligation not fulfilled")
 )
 
 // Steps of the pipeline, as named in DenyError.Step, audit records and spans.
@@ -56,6 +59,7 @@ const (
 	StepIntegrity  = "integrity"
 	StepAuthorize  = "authorize"
 	StepApprove    = "approve"
+	StepObligation = "obligation"
 	StepCredential = "credential"
 	StepExecute    = "execute"
 	StepAudit      = "audit"

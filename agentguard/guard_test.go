@@ -165,7 +165,7 @@ func TestFailClosed(t *testing.T) {
 		{name: "policy denies", engine: policytest.DenyAll("not today"), wantErr: agentguard.ErrDenied, wantStep: agentguard.StepAuthorize},
 		{name: "unknown obligation", engine: policytest.Func(func(*policy.Request) policy.Decision {
 			return policy.Decision{Allowed: true, Obligations: []policy.Obligation{{Name: "notify", Value: "x", PolicyID: "p"}}}
-		}), wantErr: agentguard.ErrPolicy, wantStep: agentguard.StepAuthorize},
+		}), wantErr: agentguard.ErrObligation, wantStep: agentguard.StepObligation},
 		{name: "approval without approver", engine: policytest.NewRules(policytest.Rule{ID: "r", Approval: "one"}),
 			wantErr: agentguard.ErrApprovalRequired, wantStep: agentguard.StepApprove},
 		{name: "approval refused", engine: policytest.NewRules(policytest.Rule{ID: "r", Approval: "one"}),

@@ -1,6 +1,7 @@
 package agentguard
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -32,6 +33,28 @@ type config struct {
 	maxDepth    int
 	depthSet    bool
 	bundles     jwtbundle.Source
+	obligations map[string]ObligationFunc
+}
+
+// ObligationFunc fulfils an obligation that a deciding permit policy sets
+// on a call, such as @audit_copy("security") or @rate("10/min"), after
+// approval and before credentials and execution. o.Value is the
+// annotation's value; call is the call as policy saw it (canonical
+// arguments); the task is TaskFromContext(ctx). A nil error lets the call
+// go ahead; an error denies it with ErrObligation.
+type ObligationFunc func(ctx context.Context, o policy.Obligation, call Call) error
+
+// WithObligation sets the function that fulfils obligation name. The engine
+// must report the annotation as an obligation too (policy.WithObligations).
+// A call whose decision carries an obligation the guard has no function for
+// is denied (fail closed). "approval" is built in: it asks the Approver.
+func WithObligation(name string, f ObligationFunc) Option {
+	return func(c *config) {
+		if c.obligations == nil {
+			c.obligations = map[string]ObligationFunc{}
+		}
+		c.obligations[name] = f
+	}
 }
 
 // DefaultMaxDelegationDepth is how many agents may stand between the root

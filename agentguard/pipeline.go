@@ -216,17 +216,9 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		return nil, err
 	}
 
-	// 4. Approve.
+	// 4. Approve, and fulfil the other obligations.
 	p.step = StepApprove
-	var approval []policy.Obligation
-	for _, o := range d.Obligations {
-		switch o.Name {
-		case policy.ObligationApproval:
-			approval = append(approval, o)
-		default:
-			return p.deny(ctx, StepAuthorize, fmt.Sprintf("policy %s sets obligation @%s, which this guard cannot fulfil", o.PolicyID, o.Name), d.Policies, ErrPolicy)
-		}
-	}
+	approval, others := splitObligations(d.Obligations)
 	if len(approval) > 0 {
 		a, err := p.approve(ctx, id, task, approval, d.Policies)
 		if err != nil {
@@ -244,10 +236,19 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		if denied {
 			return nil, err
 		}
-		for _, o := range d2.Obligations {
-			if o.Name != policy.ObligationApproval {
-				return p.deny(ctx, StepAuthorize, fmt.Sprintf("policy %s sets obligation @%s, which this guard cannot fulfil", o.PolicyID, o.Name), d2.Policies, ErrPolicy)
-			}
+		d = d2
+		_, others = splitObligations(d.Obligations)
+	}
+	p.step = StepObligation
+	for _, o := range others {
+		f := g.cfg.obligations[o.Name]
+		if f == nil {
+			return p.deny(ctx, StepObligation, fmt.Sprintf("policy %s sets obligation @%s, which this guard cannot fulfil", o.PolicyID, o.Name), d.Policies, ErrObligation)
+		}
+		c := p.c
+		c.Args = args
+		if err := f(ctx, o, c); err != nil {
+			return p.deny(ctx, StepObligation, fmt.Sprintf("obligation @%s of policy %s not fulfilled", o.Name, o.PolicyID), d.Policies, fmt.Errorf("%w: %w", ErrObligation, err))
 		}
 	}
 
@@ -305,19 +306,7 @@ func (p *call) authorize(ctx context.Context, req *policy.Request) (policy.Decis
 		_, derr := p.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
 		return d, true, derr
 	}
-	p.ev.Policies = d.Policies
-	decision := audit.Deny
-	if d.Allowed {
-		decision = audit.Allow
-	}
-	span.AddEvent(EventAuthorize, trace.WithAttributes(
-		AttrDecision.String(decision),
-		AttrPolicies.StringSlice(d.Policies),
-		AttrRevision.String(d.Revision),
-		AttrReason.String(d.Reason),
-		AttrApproval.Bool(req.Approval.Granted),
-	))
-	span.SetAttributes(AttrPolicies.StringSlice(d.Policies), AttrRevision.String(d.Revision))
+	noteDecision(span, &p.ev, d, AttrApproval.Bool(req.Approval.Granted))
 	if d.Allowed {
 		return d, false, nil
 	}
@@ -512,6 +501,58 @@ func credentialAttrs(e credentials.Event) []attribute.KeyValue {
 	return a
 }
 
+// splitObligations separates the approval obligations, which the Approver
+// fulfils, from the others.
+func splitObligations(obs []policy.Obligation) (approval, others []policy.Obligation) {
+	for _, o := range obs {
+		if o.Name == policy.ObligationApproval {
+			approval = append(approval, o)
+		} else {
+			others = append(others, o)
+		}
+	}
+	return approval, others
+}
+
+// noteDecision records decision d in the span and the audit event: the
+// decision, its policies and revision, and any shadow decisions.
+func noteDecision(span trace.Span, ev *audit.Event, d policy.Decision, extra ...attribute.KeyValue) {
+	ev.Policies = d.Policies
+	ev.Revision = d.Revision
+	ev.Shadow = nil
+	decision := decisionString(d.Allowed)
+	span.AddEvent(EventAuthorize, trace.WithAttributes(append([]attribute.KeyValue{
+		AttrDecision.String(decision),
+		AttrPolicies.StringSlice(d.Policies),
+		AttrRevision.String(d.Revision),
+		AttrReason.String(d.Reason),
+	}, extra...)...))
+	span.SetAttributes(AttrPolicies.StringSlice(d.Policies), AttrRevision.String(d.Revision))
+	for _, sh := range d.Shadow {
+		sd := decisionString(sh.Allowed)
+		ev.Shadow = append(ev.Shadow, audit.Shadow{
+			Mode: sh.Mode, Revision: sh.Revision, Decision: sd, Policies: sh.Policies, Reason: sh.Reason,
+		})
+		// One event per differing decision, and an attribute per mode so
+		// that "calls the shadow set would deny" is a simple query.
+		span.AddEvent(EventShadow, trace.WithAttributes(
+			AttrShadowMode.String(sh.Mode),
+			AttrDecision.String(sd),
+			AttrPolicies.StringSlice(sh.Policies),
+			AttrRevision.String(sh.Revision),
+			AttrReason.String(sh.Reason),
+		))
+		span.SetAttributes(attribute.String(string(AttrShadowDecision)+"."+sh.Mode, sd))
+	}
+}
+
+func decisionString(allowed bool) string {
+	if allowed {
+		return audit.Allow
+	}
+	return audit.Deny
+}
+
 // decide asks the engine about req for the acting agent and then for each
 // agent up its delegation chain: a sub-agent never gets more than the agents
 // that delegated to it. The first denial decides; when all allow, the acting
@@ -533,6 +574,7 @@ func (g *Guard) decide(ctx context.Context, req *policy.Request) (policy.Decisio
 			return pd, nil
 		}
 		d.Obligations = append(d.Obligations, pd.Obligations...)
+		d.Shadow = append(d.Shadow, pd.Shadow...)
 	}
 	return d, nil
 }

@@ -29,6 +29,14 @@ const (
 	AttrOutcome         = attribute.Key("agentguard.outcome")
 	AttrDelegatee       = attribute.Key("agentguard.delegatee")
 	AttrHops            = attribute.Key("agentguard.handoff.hops")
+	// AttrShadowMode is the mode of an EventShadow: "shadow" (a shadow
+	// policy set) or "log_only" (@log_only policies).
+	AttrShadowMode = attribute.Key("agentguard.policy.shadow.mode")
+	// AttrShadowDecision, suffixed with the mode
+	// (agentguard.policy.shadow.decision.shadow, ….log_only), is what
+	// policies evaluated but not enforced would have decided, set on a
+	// call's span only where that differs from the enforced decision.
+	AttrShadowDecision = attribute.Key("agentguard.policy.shadow.decision")
 )
 
 // Span event names.
@@ -36,4 +44,7 @@ const (
 	EventAuthorize  = "agentguard.authorize"
 	EventApprove    = "agentguard.approve"
 	EventCredential = "agentguard.credential"
+	// EventShadow records a decision of policies that are evaluated but not
+	// enforced, where it differs from the enforced one.
+	EventShadow = "agentguard.policy.shadow"
 )

@@ -27,6 +27,11 @@ const (
 	// KindHandoffAccept records an agent accepting a task handed to it from
 	// another process.
 	KindHandoffAccept Kind = "handoff_accept"
+	// KindPolicyLoad records a new version of the policies swapped in, and
+	// KindPolicyReject one refused (it did not parse or validate), the
+	// last good version staying in force. They carry PolicyChange.
+	KindPolicyLoad   Kind = "policy_load"
+	KindPolicyReject Kind = "policy_reject"
 )
 
 // Decision values.
@@ -65,6 +70,11 @@ type Event struct {
 	// Decision is Allow or Deny; Policies the deciding policy IDs.
 	Decision string   `json:"decision,omitempty"`
 	Policies []string `json:"policies,omitempty"`
+	// Revision is the digest of the policy set that decided.
+	Revision string `json:"policy_revision,omitempty"`
+	// Shadow records what policies evaluated but not enforced (a shadow
+	// set, or @log_only policies) would have decided, where it differs.
+	Shadow []Shadow `json:"shadow,omitempty"`
 	// Step is the pipeline step that denied or failed the call.
 	Step   string `json:"step,omitempty"`
 	Reason string `json:"reason,omitempty"`
@@ -74,6 +84,9 @@ type Event struct {
 	Leases []string `json:"leases,omitempty"`
 	// Credential describes the lease of a credential event.
 	Credential *Credential `json:"credential,omitempty"`
+	// PolicyChange describes a policy reload, for KindPolicyLoad and
+	// KindPolicyReject.
+	PolicyChange *PolicyChange `json:"policy_change,omitempty"`
 
 	Outcome  string        `json:"outcome,omitempty"`
 	Error    string        `json:"error,omitempty"`
@@ -108,6 +121,33 @@ type Credential struct {
 	NotRevocable bool `json:"not_revocable,omitempty"`
 }
 
+// Shadow is what policies that are evaluated but not enforced would have
+// decided.
+type Shadow struct {
+	// Mode is "shadow" (a shadow policy set) or "log_only" (the enforced
+	// set with its @log_only policies enforced too).
+	Mode     string   `json:"mode"`
+	Revision string   `json:"revision,omitempty"`
+	Decision string   `json:"decision"`
+	Policies []string `json:"policies,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// PolicyChange describes a new version of the policies, loaded or refused.
+type PolicyChange struct {
+	// Source names where the policies come from, such as a directory.
+	Source string `json:"source,omitempty"`
+	// OldRevision is the digest of the set in force before; NewRevision
+	// the digest of the new set, when it parsed.
+	OldRevision string `json:"old_revision,omitempty"`
+	NewRevision string `json:"new_revision,omitempty"`
+	// Files is "sha256:<hex>" over the new version's files (names and
+	// contents): it identifies a version that did not parse.
+	Files string `json:"files,omitempty"`
+	// Policies is how many policies the new set has.
+	Policies int `json:"policies,omitempty"`
+}
+
 // LogValue renders the event's set fields as a slog group.
 func (e Event) LogValue() slog.Value {
 	a := make([]slog.Attr, 0, 20)
@@ -134,6 +174,10 @@ func (e Event) LogValue() slog.Value {
 	add("decision", e.Decision)
 	if len(e.Policies) > 0 {
 		a = append(a, slog.Any("policies", e.Policies))
+	}
+	add("policy_revision", e.Revision)
+	if len(e.Shadow) > 0 {
+		a = append(a, slog.Any("shadow", e.Shadow))
 	}
 	add("step", e.Step)
 	add("reason", e.Reason)
@@ -173,6 +217,18 @@ func (e Event) LogValue() slog.Value {
 			ca = append(ca, slog.Bool("not_revocable", true))
 		}
 		a = append(a, slog.Group("credential", ca...))
+	}
+	if pc := e.PolicyChange; pc != nil {
+		pa := []any{}
+		for _, kv := range [][2]string{{"source", pc.Source}, {"old_revision", pc.OldRevision}, {"new_revision", pc.NewRevision}, {"files", pc.Files}} {
+			if kv[1] != "" {
+				pa = append(pa, slog.String(kv[0], kv[1]))
+			}
+		}
+		if pc.Policies > 0 {
+			pa = append(pa, slog.Int("policies", pc.Policies))
+		}
+		a = append(a, slog.Group("policy_change", pa...))
 	}
 	add("outcome", e.Outcome)
 	add("error", e.Error)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -28,12 +29,14 @@ const (
 )
 
 // informational annotations are never obligations.
-var informational = map[string]bool{"id": true, "reason": true, "description": true}
+var informational = map[string]bool{"id": true, "reason": true, "description": true, AnnotationLogOnly: true}
 
 // CedarEngine is an Engine that evaluates a Set of Cedar policies. It is safe
-// for concurrent use.
+// for concurrent use, including Swap and SetShadow during decisions: each
+// decision uses one set from start to end.
 type CedarEngine struct {
-	set         *Set
+	cur         atomic.Pointer[Set]
+	shadow      atomic.Pointer[Set]
 	groups      func(spiffeid.ID) []string
 	obligations map[string]bool
 	schema      *Schema
@@ -89,7 +92,6 @@ func NewCedarEngine(set *Set, opts ...CedarOption) (*CedarEngine, error) {
 		return nil, errors.New("policy: nil policy set")
 	}
 	e := &CedarEngine{
-		set:         set,
 		groups:      func(spiffeid.ID) []string { return nil },
 		obligations: map[string]bool{ObligationApproval: true},
 		tools:       map[string]toolEntities{},
@@ -97,18 +99,74 @@ func NewCedarEngine(set *Set, opts ...CedarOption) (*CedarEngine, error) {
 	for _, o := range opts {
 		o(e)
 	}
-	if e.schema != nil {
-		if err := set.Validate(e.schema); err != nil {
-			return nil, err
+	if err := e.check(set); err != nil {
+		return nil, err
+	}
+	e.cur.Store(set)
+	if sh := e.shadow.Load(); sh != nil {
+		if err := e.check(sh); err != nil {
+			return nil, fmt.Errorf("policy: shadow set: %w", err)
 		}
 	}
 	return e, nil
 }
 
-// Set returns the policy set the engine evaluates.
-func (e *CedarEngine) Set() *Set { return e.set }
+// WithShadow sets a shadow policy set, as SetShadow does.
+func WithShadow(set *Set) CedarOption {
+	return func(e *CedarEngine) { e.shadow.Store(set) }
+}
 
-// Decide evaluates req against every policy of the set.
+// check validates set against the engine's schema, if it has one.
+func (e *CedarEngine) check(set *Set) error {
+	if e.schema == nil {
+		return nil
+	}
+	return set.Validate(e.schema)
+}
+
+// Set returns the policy set the engine enforces now.
+func (e *CedarEngine) Set() *Set { return e.cur.Load() }
+
+// Shadow returns the shadow policy set, or nil.
+func (e *CedarEngine) Shadow() *Set { return e.shadow.Load() }
+
+// Swap validates set against the engine's schema and, if it is valid, makes
+// it the enforced set, atomically: each decision uses either the old set or
+// the new one, never a mix. It returns the set it replaced. An invalid set
+// is an error and changes nothing.
+func (e *CedarEngine) Swap(set *Set) (old *Set, err error) {
+	if set == nil {
+		return nil, errors.New("policy: nil policy set")
+	}
+	if err := e.check(set); err != nil {
+		return nil, err
+	}
+	return e.cur.Swap(set), nil
+}
+
+// SetShadow sets a shadow policy set, or removes it with nil. A shadow set
+// is evaluated beside the enforced one for every call (not for listings)
+// and never enforced: where its decision differs, the Decision's Shadow
+// says what it would have decided. Use it to try a new version of the
+// policies on real traffic before swapping it in. The shadow set is
+// validated like an enforced one.
+func (e *CedarEngine) SetShadow(set *Set) error {
+	if set != nil {
+		if err := e.check(set); err != nil {
+			return fmt.Errorf("policy: shadow set: %w", err)
+		}
+	}
+	e.shadow.Store(set)
+	return nil
+}
+
+// Decide evaluates req against the enforced policies of the set whose scope
+// can match it (which decides exactly as evaluating them all would).
+//
+// The policies annotated @log_only are not enforced; where adding them would
+// change the decision, the Decision's Shadow has an entry of mode "log_only"
+// with what they would have decided. Likewise an entry of mode "shadow"
+// records where the shadow set (SetShadow) would decide differently.
 func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return Decision{}, err
@@ -128,38 +186,81 @@ func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error
 		Action:    ents.action.UID,
 		Resource:  ents.resource.UID,
 	}
+	set := e.cur.Load()
 	if req.Listing {
 		rec, err := e.contextRecord(req, true)
 		if err != nil {
 			return Decision{}, err
 		}
 		creq.Context = rec
-		return e.decideListing(ctx, ents, creq)
+		return e.decideListing(ctx, set, ents, creq)
 	}
 	rec, err := e.contextRecord(req, false)
 	if err != nil {
 		return Decision{}, err
 	}
 	creq.Context = rec
+	out := e.evaluate(set, set.live, set.livePS, ents, creq)
+	if len(set.logOnly) > 0 {
+		all := e.evaluate(set, set.index, set.ps, ents, creq)
+		if differs(out, all) {
+			out.Shadow = append(out.Shadow, shadowOf(ShadowLogOnly, all))
+		}
+	}
+	if sh := e.shadow.Load(); sh != nil {
+		// What the shadow set would enforce: its own @log_only policies
+		// stay out.
+		sd := e.evaluate(sh, sh.live, sh.livePS, ents, creq)
+		if differs(out, sd) {
+			out.Shadow = append(out.Shadow, shadowOf(ShadowSet, sd))
+		}
+	}
+	return out, nil
+}
+
+// evaluate decides creq over the policies of ix (or, for a naive engine,
+// every policy of ps).
+func (e *CedarEngine) evaluate(set *Set, ix *index, ps *cedar.PolicySet, ents *requestEntities, creq cedar.Request) Decision {
 	var d cedar.Decision
 	var diag cedar.Diagnostic
 	if e.naive {
-		d, diag = cedar.Authorize(e.set.ps, ents, creq)
+		d, diag = cedar.Authorize(ps, ents, creq)
 	} else {
-		d, diag = e.set.index.authorize(ents, creq)
+		d, diag = ix.authorize(ents, creq)
 	}
-	return e.decision(d, diag), nil
+	return e.decision(set, d, diag)
+}
+
+// differs reports whether a shadow decision b differs from the enforced a in
+// what the guard would do: allow or deny, or the obligations.
+func differs(a, b Decision) bool {
+	if a.Allowed != b.Allowed || len(a.Obligations) != len(b.Obligations) {
+		return true
+	}
+	for i := range a.Obligations {
+		if a.Obligations[i] != b.Obligations[i] {
+			return true
+		}
+	}
+	return false
+}
+
+func shadowOf(mode string, d Decision) ShadowDecision {
+	return ShadowDecision{
+		Mode: mode, Revision: d.Revision, Allowed: d.Allowed, Policies: d.Policies,
+		Reason: d.Reason, Errors: d.Errors, Obligations: d.Obligations,
+	}
 }
 
 // decideListing asks whether some arguments and approval could make the call
 // allowed: with args and approval ignored, a permit whose conditions need them
 // drops those conditions and a forbid that needs them is dropped.
-func (e *CedarEngine) decideListing(ctx context.Context, ents *requestEntities, creq cedar.Request) (Decision, error) {
+func (e *CedarEngine) decideListing(ctx context.Context, set *Set, ents *requestEntities, creq cedar.Request) (Decision, error) {
 	var out Decision
 	found := false
-	var policies cedar.PolicyIterator = e.set.ps
+	var policies cedar.PolicyIterator = set.livePS
 	if !e.naive {
-		policies = e.set.index.policies(ents, creq.Principal, creq.Action, creq.Resource)
+		policies = set.live.policies(ents, creq.Principal, creq.Action, creq.Resource)
 	}
 	err := batch.Authorize(ctx, policies, ents, batch.Request{
 		Principal: creq.Principal,
@@ -168,7 +269,7 @@ func (e *CedarEngine) decideListing(ctx context.Context, ents *requestEntities, 
 		Context:   creq.Context,
 	}, func(r batch.Result) error {
 		found = true
-		out = e.decision(r.Decision, r.Diagnostic)
+		out = e.decision(set, r.Decision, r.Diagnostic)
 		return nil
 	})
 	if err != nil {
@@ -180,8 +281,8 @@ func (e *CedarEngine) decideListing(ctx context.Context, ents *requestEntities, 
 	return out, nil
 }
 
-func (e *CedarEngine) decision(d cedar.Decision, diag cedar.Diagnostic) Decision {
-	out := Decision{Allowed: d == cedar.Allow, Revision: e.set.digest}
+func (e *CedarEngine) decision(set *Set, d cedar.Decision, diag cedar.Diagnostic) Decision {
+	out := Decision{Allowed: d == cedar.Allow, Revision: set.digest}
 	for _, r := range diag.Reasons {
 		out.Policies = append(out.Policies, string(r.PolicyID))
 	}
@@ -209,7 +310,7 @@ func (e *CedarEngine) decision(d cedar.Decision, diag cedar.Diagnostic) Decision
 	case !out.Allowed:
 		var reasons []string
 		for _, id := range out.Policies {
-			if r, ok := e.set.ps.Get(cedar.PolicyID(id)).Annotations()["reason"]; ok {
+			if r, ok := set.ps.Get(cedar.PolicyID(id)).Annotations()["reason"]; ok {
 				reasons = append(reasons, string(r))
 			}
 		}
@@ -220,7 +321,7 @@ func (e *CedarEngine) decision(d cedar.Decision, diag cedar.Diagnostic) Decision
 		}
 	default:
 		for _, id := range out.Policies {
-			anns := e.set.ps.Get(cedar.PolicyID(id)).Annotations()
+			anns := set.ps.Get(cedar.PolicyID(id)).Annotations()
 			keys := make([]string, 0, len(anns))
 			for k := range anns {
 				if e.obligations[string(k)] {

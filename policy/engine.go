@@ -189,6 +189,33 @@ type Decision struct {
 	Obligations []Obligation
 	// Revision identifies the policy set that decided (its digest).
 	Revision string
+	// Shadow holds what policies that are evaluated but not enforced would
+	// have decided, where that differs from this decision (allow or deny,
+	// or the obligations). It is for the record: never enforced.
+	Shadow []ShadowDecision
+}
+
+// Shadow decision modes.
+const (
+	// ShadowSet is the decision of a shadow policy set
+	// (CedarEngine.SetShadow).
+	ShadowSet = "shadow"
+	// ShadowLogOnly is the decision of the enforced set with its @log_only
+	// policies enforced too.
+	ShadowLogOnly = "log_only"
+)
+
+// ShadowDecision is what a set of policies that is not enforced would have
+// decided.
+type ShadowDecision struct {
+	// Mode is ShadowSet or ShadowLogOnly.
+	Mode        string
+	Revision    string
+	Allowed     bool
+	Policies    []string
+	Reason      string
+	Errors      []EvalError
+	Obligations []Obligation
 }
 
 // EvalError is a policy that failed to evaluate.

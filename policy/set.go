@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -24,10 +25,21 @@ type Document struct {
 // A Set is immutable and safe for concurrent use.
 type Set struct {
 	ps     *cedar.PolicySet
-	index  *index
+	index  *index // over every policy
 	ids    []string
 	digest string
+
+	// logOnly names the policies annotated @log_only, sorted; live indexes
+	// the others, the policies that are enforced. Without log-only
+	// policies, live is index.
+	logOnly []string
+	live    *index
+	livePS  *cedar.PolicySet
 }
+
+// AnnotationLogOnly marks a policy that is evaluated and recorded but never
+// enforced: @log_only, or @log_only("why"). See CedarEngine.Decide.
+const AnnotationLogOnly = "log_only"
 
 // NewSet parses documents into one set. Every policy must have a unique,
 // non-empty @id annotation; a missing or repeated ID, or a syntax error, is an
@@ -55,6 +67,19 @@ func NewSet(docs ...Document) (*Set, error) {
 		}
 	}
 	s := &Set{ps: ps, index: newIndex(ps)}
+	enforced := cedar.NewPolicySet()
+	for id, p := range ps.All() {
+		if _, ok := p.Annotations()[AnnotationLogOnly]; ok {
+			s.logOnly = append(s.logOnly, string(id))
+			continue
+		}
+		enforced.Add(id, p)
+	}
+	slices.Sort(s.logOnly)
+	s.live, s.livePS = s.index, ps
+	if len(s.logOnly) > 0 {
+		s.live, s.livePS = newIndex(enforced), enforced
+	}
 	h := sha256.New()
 	for id := range ps.Map() {
 		s.ids = append(s.ids, string(id))
@@ -101,6 +126,25 @@ func LoadFiles(paths ...string) (*Set, error) {
 // whole tree in lexical order, into one set. A tree with no such file is an
 // error, so that a wrong path cannot silently load an empty (deny-all) set.
 func LoadFS(fsys fs.FS) (*Set, error) {
+	docs, err := readTree(fsys, "")
+	if err != nil {
+		return nil, err
+	}
+	return NewSet(docs...)
+}
+
+// LoadDir is LoadFS over the directory dir; errors name files by their
+// path under dir.
+func LoadDir(dir string) (*Set, error) {
+	docs, err := readTree(os.DirFS(dir), dir)
+	if err != nil {
+		return nil, err
+	}
+	return NewSet(docs...)
+}
+
+// readTree reads every .cedar file of fsys, naming each prefix/path.
+func readTree(fsys fs.FS, prefix string) ([]Document, error) {
 	var docs []Document
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -113,7 +157,11 @@ func LoadFS(fsys fs.FS) (*Set, error) {
 		if err != nil {
 			return err
 		}
-		docs = append(docs, Document{Name: p, Text: b})
+		name := p
+		if prefix != "" {
+			name = filepath.Join(prefix, filepath.FromSlash(p))
+		}
+		docs = append(docs, Document{Name: name, Text: b})
 		return nil
 	})
 	if err != nil {
@@ -122,11 +170,14 @@ func LoadFS(fsys fs.FS) (*Set, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("policy: no .cedar files found")
 	}
-	return NewSet(docs...)
+	return docs, nil
 }
 
 // IDs returns the policy IDs, sorted.
 func (s *Set) IDs() []string { return slices.Clone(s.ids) }
+
+// LogOnly returns the IDs of the policies annotated @log_only, sorted.
+func (s *Set) LogOnly() []string { return slices.Clone(s.logOnly) }
 
 // Len is the number of policies.
 func (s *Set) Len() int { return len(s.ids) }
