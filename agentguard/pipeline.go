@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
@@ -530,9 +531,13 @@ func noteDecision(span trace.Span, ev *audit.Event, d policy.Decision, extra ...
 	span.SetAttributes(AttrPolicies.StringSlice(d.Policies), AttrRevision.String(d.Revision))
 	for _, sh := range d.Shadow {
 		sd := decisionString(sh.Allowed)
-		ev.Shadow = append(ev.Shadow, audit.Shadow{
-			Mode: sh.Mode, Revision: sh.Revision, Decision: sd, Policies: sh.Policies, Reason: sh.Reason,
-		})
+		as := audit.Shadow{Mode: sh.Mode, Revision: sh.Revision, Decision: sd, Policies: sh.Policies, Reason: sh.Reason}
+		obs := make([]string, 0, len(sh.Obligations))
+		for _, o := range sh.Obligations {
+			as.Obligations = append(as.Obligations, audit.Obligation{Name: o.Name, Value: o.Value, Policy: o.PolicyID})
+			obs = append(obs, o.Name+"="+o.Value)
+		}
+		ev.Shadow = append(ev.Shadow, as)
 		// One event per differing decision, and an attribute per mode so
 		// that "calls the shadow set would deny" is a simple query.
 		span.AddEvent(EventShadow, trace.WithAttributes(
@@ -541,6 +546,7 @@ func noteDecision(span trace.Span, ev *audit.Event, d policy.Decision, extra ...
 			AttrPolicies.StringSlice(sh.Policies),
 			AttrRevision.String(sh.Revision),
 			AttrReason.String(sh.Reason),
+			AttrObligations.StringSlice(obs),
 		))
 		span.SetAttributes(attribute.String(string(AttrShadowDecision)+"."+sh.Mode, sd))
 	}
@@ -557,26 +563,94 @@ func decisionString(allowed bool) string {
 // agent up its delegation chain: a sub-agent never gets more than the agents
 // that delegated to it. The first denial decides; when all allow, the acting
 // agent's decision stands, with the obligations of every decision.
+//
+// Shadow decisions (a shadow set, @log_only policies) are combined the same
+// way, per mode, so that they say what the whole chain would have decided:
+// the parents are asked even when the acting agent is denied if a shadow
+// decision might allow it.
 func (g *Guard) decide(ctx context.Context, req *policy.Request) (policy.Decision, error) {
 	d, err := g.cfg.engine.Decide(ctx, req)
-	if err != nil || !d.Allowed || len(req.Agent.Chain) == 0 {
+	if err != nil || len(req.Agent.Chain) == 0 || (!d.Allowed && len(d.Shadow) == 0) {
 		return d, err
 	}
+	ds := []policy.Decision{d}
 	for i, parent := range req.Agent.Chain {
 		preq := *req
 		preq.Agent = identity.Identity{ID: parent, Chain: req.Agent.Chain[:i]}
 		pd, err := g.cfg.engine.Decide(ctx, &preq)
 		if err != nil {
+			if !d.Allowed {
+				// Denied anyway; what the shadow would say is unknown.
+				d.Shadow = nil
+				return d, nil
+			}
 			return pd, fmt.Errorf("delegating agent %s: %w", parent, err)
 		}
-		if !pd.Allowed {
-			pd.Reason = "delegating agent " + parent.String() + " may not make this call: " + pd.Reason
-			return pd, nil
+		ds = append(ds, pd)
+		if !pd.Allowed && len(pd.Shadow) == 0 {
+			break // denied in every mode: the agents above cannot change that
 		}
-		d.Obligations = append(d.Obligations, pd.Obligations...)
-		d.Shadow = append(d.Shadow, pd.Shadow...)
 	}
-	return d, nil
+	return combine(req.Agent.Chain, ds), nil
+}
+
+// combine joins the decisions for the acting agent (ds[0]) and the agents
+// up its chain (ds[i] for chain[i-1]), and their shadow decisions per mode.
+func combine(chain []spiffeid.ID, ds []policy.Decision) policy.Decision {
+	out := combineEnforced(chain, ds)
+	var modes []string
+	for _, d := range ds {
+		for _, sh := range d.Shadow {
+			if !slices.Contains(modes, sh.Mode) {
+				modes = append(modes, sh.Mode)
+			}
+		}
+	}
+	for _, m := range modes {
+		would := make([]policy.Decision, len(ds))
+		revision := ""
+		for i, d := range ds {
+			would[i] = d
+			for _, sh := range d.Shadow {
+				if sh.Mode == m {
+					would[i] = policy.Decision{Allowed: sh.Allowed, Policies: sh.Policies, Reason: sh.Reason,
+						Errors: sh.Errors, Obligations: sh.Obligations, Revision: sh.Revision}
+					revision = sh.Revision
+				}
+			}
+		}
+		w := combineEnforced(chain, would)
+		if w.Allowed != out.Allowed || !slices.Equal(w.Obligations, out.Obligations) {
+			out.Shadow = append(out.Shadow, policy.ShadowDecision{Mode: m, Revision: revision, Allowed: w.Allowed,
+				Policies: w.Policies, Reason: w.Reason, Errors: w.Errors, Obligations: w.Obligations})
+		}
+	}
+	return out
+}
+
+// combineEnforced is the first denial (ds in chain order), or the acting
+// agent's permit with every decision's obligations, each once.
+func combineEnforced(chain []spiffeid.ID, ds []policy.Decision) policy.Decision {
+	for i, d := range ds {
+		if !d.Allowed {
+			if i > 0 {
+				d.Reason = "delegating agent " + chain[i-1].String() + " may not make this call: " + d.Reason
+			}
+			d.Shadow = nil
+			return d
+		}
+	}
+	out := ds[0]
+	out.Shadow = nil
+	out.Obligations = slices.Clone(out.Obligations)
+	for _, pd := range ds[1:] {
+		for _, o := range pd.Obligations {
+			if !slices.Contains(out.Obligations, o) {
+				out.Obligations = append(out.Obligations, o)
+			}
+		}
+	}
+	return out
 }
 
 // approve asks the approver. A nil error means granted in time; otherwise

@@ -37,6 +37,8 @@ const (
 	// policies evaluated but not enforced would have decided, set on a
 	// call's span only where that differs from the enforced decision.
 	AttrShadowDecision = attribute.Key("agentguard.policy.shadow.decision")
+	// AttrObligations lists a decision's obligations as "name=value".
+	AttrObligations = attribute.Key("agentguard.policy.obligations")
 )
 
 // Span event names.

@@ -131,6 +131,16 @@ type Shadow struct {
 	Decision string   `json:"decision"`
 	Policies []string `json:"policies,omitempty"`
 	Reason   string   `json:"reason,omitempty"`
+	// Obligations are the obligations the shadow decision would have set.
+	Obligations []Obligation `json:"obligations,omitempty"`
+}
+
+// Obligation is an obligation a policy sets on a call, such as
+// @approval("two-person").
+type Obligation struct {
+	Name   string `json:"name"`
+	Value  string `json:"value,omitempty"`
+	Policy string `json:"policy,omitempty"`
 }
 
 // PolicyChange describes a new version of the policies, loaded or refused.

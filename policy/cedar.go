@@ -177,7 +177,7 @@ func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error
 	switch {
 	case req.Action == ActionDelegate && req.Delegatee.IsZero():
 		return Decision{}, errors.New("policy: delegation request names no delegatee")
-	case req.Action != ActionDelegate && req.Tool.Name == "":
+	case req.Action != ActionDelegate && req.Action != ActionChangePrompt && req.Tool.Name == "":
 		return Decision{}, errors.New("policy: request has no tool")
 	}
 	ents := e.entities(req)
@@ -380,10 +380,14 @@ func (r *requestEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 
 func (e *CedarEngine) entities(req *Request) *requestEntities {
 	r := &requestEntities{agent: e.agentEntity(req.Agent.ID)}
-	if req.Action == ActionDelegate {
+	switch req.Action {
+	case ActionDelegate:
 		// The resource of a handoff is the agent the task is handed to.
 		r.resource = e.agentEntity(req.Delegatee)
-	} else {
+	case ActionChangePrompt:
+		// The resource of a prompt change is the agent itself.
+		r.resource = r.agent
+	default:
 		te := e.toolEntities(req.Tool)
 		r.resource, r.action = te.resource, te.action
 	}

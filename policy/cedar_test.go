@@ -524,7 +524,7 @@ func TestDecideRequestErrors(t *testing.T) {
 		{name: "no agent", req: func(r *policy.Request) { r.Agent = identity.Identity{} }, wantMsg: "no agent"},
 		{name: "no agent in listing", req: func(r *policy.Request) { r.Agent = identity.Identity{}; r.Listing = true }, wantMsg: "no agent"},
 		{name: "no tool", req: func(r *policy.Request) { r.Tool = policy.Tool{} }, wantMsg: "no tool"},
-		{name: "no tool with governance action", req: func(r *policy.Request) { r.Tool = policy.Tool{}; r.Action = policy.ActionChangePrompt }, wantMsg: "no tool"},
+		{name: "no tool with governance action", req: func(r *policy.Request) { r.Tool = policy.Tool{}; r.Action = policy.ActionChangeToolset }, wantMsg: "no tool"},
 		{name: "delegation without delegatee", req: func(r *policy.Request) { r.Tool = policy.Tool{}; r.Action = policy.ActionDelegate }, wantMsg: "no delegatee"},
 		{name: "cancelled ctx", ctx: cancelled, wantMsg: "canceled"},
 		{name: "cancelled ctx in listing", ctx: cancelled, req: func(r *policy.Request) { r.Listing = true }, wantMsg: "canceled"},

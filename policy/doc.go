@@ -17,7 +17,8 @@
 //     read_only, destructive, idempotent, open_world, risk (Long 0-3) and
 //     labels (Set of String);
 //   - context args (the arguments: objects are records, arrays sets,
-//     integers Long, other numbers decimal; see below), task {id, purpose, sensitivity
+//     integers Long, other numbers decimal, or with a schema the types it
+//     declares; see below), task {id, purpose, sensitivity
 //     (Long 0 public to 3 restricted), labels, calls, tools_used, taint},
 //     delegation {depth, chain, on_behalf_of}, approval {granted, approvers}
 //     and request {time, call_id}.
@@ -42,6 +43,91 @@
 // could allow the call: a when or unless clause that reads context.args or
 // context.approval is dropped from a permit and drops a forbid. Put conditions
 // on the task in clauses of their own so that they still hide tools.
+//
+// # Schema
+//
+// [NewSchema] writes the model above as a Cedar schema for a concrete set of
+// tools: entity types Agent, AgentGroup, TrustDomain, Tool and Toolset;
+// Action::"call_tool"; the governance actions change_toolset (resource the
+// Tool added or changed), change_prompt (resource the agent itself) and
+// delegate (resource the Agent handed the task); and for each tool
+// an action in call_tool whose context.args is typed from the tool's input
+// JSON Schema. [BaseSchema] is the schema with no tools. With [WithSchema],
+// the engine validates every policy against the schema when it is built and
+// on every reload, so that a misspelled attribute (context.args.ammount), an
+// unknown action or entity type, or a comparison of the wrong types is a
+// load error naming the policy, file and position (a [*ValidationError]),
+// not a call denied at run time. [Set.Validate] does the same on its own,
+// for tests and CI.
+//
+// Validation is Cedar's strict mode. An optional attribute must be tested
+// with `has` before it is read. A policy whose action is not constrained
+// applies to every action, so it may only read what every action has: scope
+// policies with `action == Action::"…"` or `action in Action::"call_tool"`,
+// or guard them (`context.args has amount && context.args.amount > 100`,
+// `resource is Tool && resource.read_only`). A number argument is a decimal:
+// compare it with decimal's methods, as in
+// `context.args.amount.greaterThan(decimal("100.0"))`.
+//
+// JSON Schema maps to Cedar types this way:
+//
+//	object (properties)          record; a property in "required" is a
+//	                             required attribute, any other is optional
+//	                             (name?: T), as is one that allows null
+//	string, string enum, const   String (format is ignored: a date-time is a
+//	                             String)
+//	integer                      Long
+//	number                       decimal
+//	boolean                      Bool
+//	array (items)                Set of the items' type
+//	$ref "#/$defs/…", "#/definitions/…" or another pointer into the same
+//	                             schema: the referenced schema's type
+//	"type": [T, "null"], anyOf/oneOf of T and {"type":"null"},
+//	"nullable": true             T, optional
+//	anyOf/oneOf whose alternatives all have one type: that type
+//	allOf                        the parts' type; the attributes of object
+//	                             parts are merged
+//	enum or const without type   String, Long, decimal or Bool, by the values
+//
+// Cedar has no union types, no null, no lists and no recursive types, so
+// some schemas do not map: unions of different types (several types in
+// "type", anyOf, oneOf or allOf whose alternatives differ, enums of mixed
+// types), "null" alone, tuples (prefixItems, or items given as an array),
+// arrays whose items have no type or different types, recursive $refs,
+// $refs to other documents or anchors, and schemas that allow any value ({}
+// or true). A property that does not map is left out of the record type and
+// named by [Schema.Warnings] (and in the comment that heads
+// [Schema.MarshalCedar]): a policy that reads it fails validation, rather
+// than reading a value of a type it did not expect. Properties matched by
+// additionalProperties or patternProperties are not typed either (also a
+// warning). Property names that are not Cedar identifiers are quoted in
+// the schema ("my-field"?: String) and read in policies as
+// context.args["my-field"]. An input schema that is not JSON, or whose top
+// level is not an object schema, is an error; a tool without one has
+// context.args {}.
+//
+// With a schema, a call's arguments are converted to the declared types
+// rather than as described above: a number property given 5 is decimal 5.0,
+// an integer property given 5.0 is Long 5, and an argument of the wrong JSON
+// type, a required argument that is missing or null, or a number the type
+// cannot hold exactly is an error that names the argument's path (such as
+// items[2].price): the engine cannot decide, and the call is denied.
+// Properties the type does not declare, including those left out as
+// unmappable, are dropped, so that context.args holds exactly the type that
+// validation assumed (`context.args has extra` is false, as the validator
+// expects). Policy sees only what the caller sent: a default in the input
+// schema is not applied, so a property with a default is still optional. A
+// tool the schema does not know (registered after it was made) has its
+// arguments converted without it; its action is not in the schema, so no
+// validated policy names it.
+//
+// MarshalCedar writes the schema in Cedar's human-readable format, sorted
+// by name so that it can be reviewed and diffed; descriptions (the first
+// line of a tool's or property's description) become @doc annotations.
+// [ParseSchema] reads such a file back, perhaps edited by hand: arguments are
+// then converted to the types it declares, including datetime, duration and
+// ipaddr from strings, and Warnings names where it departs from what the
+// engine builds at run time.
 //
 // Package policytest has fake engines for agent authors' unit tests.
 package policy

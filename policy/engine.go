@@ -49,7 +49,8 @@ type Request struct {
 	Agent identity.Identity
 	// Action is a governance action; empty for a call of Tool.
 	Action string
-	// Tool is the tool called (the resource of a tool call).
+	// Tool is the tool called (the resource of a tool call), or the tool
+	// added or changed for Action::"change_toolset".
 	Tool Tool
 	// Delegatee is the agent a task is handed to: the resource of
 	// Action::"delegate", for which Tool is empty.

@@ -62,10 +62,11 @@ type Watcher struct {
 	seen    string     // Files digest (or read error) of the version last acted on
 	seenErr error      // why that version was refused, if it was
 
-	startOnce sync.Once
-	closeOnce sync.Once
-	stop      chan struct{}
-	done      chan struct{}
+	life    sync.Mutex // guards started and closed
+	started bool
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // WatchOption configures a Watcher.
@@ -125,17 +126,28 @@ func WatchDir(e *CedarEngine, dir string, opts ...WatchOption) *Watcher {
 	return w
 }
 
-// Start polls the files every interval until Close. It returns at once.
+// Start polls the files every interval until Close. It returns at once; a
+// second Start, or a Start after Close, does nothing.
 func (w *Watcher) Start() {
-	w.startOnce.Do(func() { go w.run() })
+	w.life.Lock()
+	defer w.life.Unlock()
+	if w.started || w.closed {
+		return
+	}
+	w.started = true
+	go w.run()
 }
 
 // Close stops polling and waits for a look under way to finish. It is safe
 // to call more than once, and without Start.
 func (w *Watcher) Close() error {
-	w.closeOnce.Do(func() { close(w.stop) })
-	started := true
-	w.startOnce.Do(func() { started = false })
+	w.life.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.stop)
+	}
+	started := w.started
+	w.life.Unlock()
 	if started {
 		<-w.done
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -50,7 +51,7 @@ func NewSet(docs ...Document) (*Set, error) {
 	for _, d := range docs {
 		list, err := cedar.NewPolicyListFromBytes(d.Name, d.Text)
 		if err != nil {
-			return nil, fmt.Errorf("policy: %s: %w", d.Name, err)
+			return nil, &parseError{name: d.Name, err: err}
 		}
 		for _, p := range list {
 			pos := p.Position()
@@ -185,6 +186,25 @@ func (s *Set) Len() int { return len(s.ids) }
 // Digest identifies the set's content: "sha256:<hex>" over the policies in ID
 // order, independent of file names and order.
 func (s *Set) Digest() string { return s.digest }
+
+// parseError is a syntax error in a document. cedar-go names the position
+// "<input>:line:col" whatever the document; the message names the document.
+type parseError struct {
+	name string
+	err  error
+}
+
+func (e *parseError) Error() string {
+	msg := e.err.Error()
+	if m := cedarParsePos.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("policy: %s:%s:%s: syntax error: %s", e.name, m[1], m[2], m[3])
+	}
+	return "policy: " + e.name + ": " + msg
+}
+
+var cedarParsePos = regexp.MustCompile(`^parser error: parse error at <input>:(\d+):(\d+) (.*)$`)
+
+func (e *parseError) Unwrap() error { return e.err }
 
 func posString(p cedar.Position) string {
 	name := p.Filename

@@ -22,12 +22,10 @@ package main
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -37,11 +35,7 @@ import (
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/credentials/local"
-	"github.com/agentguard/go-sdk/policy"
 )
-
-//go:embed policies/*.cedar
-var policyFiles embed.FS
 
 func main() {
 	if err := run(context.Background(), os.Stdout); err != nil {
@@ -93,8 +87,7 @@ func (t transcript) Write(_ context.Context, e audit.Event) error {
 
 func run(ctx context.Context, out io.Writer) error {
 	// Policy: Cedar files embedded in the binary.
-	sub, _ := fs.Sub(policyFiles, "policies")
-	set, err := policy.LoadFS(sub)
+	set, err := loadPolicies()
 	if err != nil {
 		return err
 	}
@@ -133,9 +126,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	engine, err := policy.NewCedarEngine(set, policy.WithAgentGroups(map[string][]string{
-		me.ID.String(): {"support"},
-	}))
+	engine, err := newEngine(set, agentGroups(me.ID))
 	if err != nil {
 		return err
 	}

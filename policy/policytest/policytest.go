@@ -1,7 +1,84 @@
-// Package policytest has fake policy engines for unit-testing agents without
-// writing Cedar: allow everything, deny everything, decide with a function,
-// or decide with a table of rules. Every fake records the requests it saw,
-// so a test can assert what policy was asked.
+// Package policytest has fake policy engines for agents' unit tests, and
+// runs scenario files that test real policies.
+//
+// For agent authors, the fakes unit-test agents without writing Cedar: allow
+// everything, deny everything, decide with a function, or decide with a
+// table of rules. Every fake records the requests it saw, so a test can
+// assert what policy was asked.
+//
+// For those who write policy, it runs scenario files from go test: each
+// scenario is one question to a real engine and the answer expected.
+//
+//	func TestPolicies(t *testing.T) {
+//		set, _ := policy.LoadFiles("policies/support.cedar")
+//		engine, _ := policy.NewCedarEngine(set, policy.WithAgentGroups(groups))
+//		report := policytest.RunFiles(t, engine, "policies/*_test.json")
+//		report.RequireCoverage(t, set) // every policy decides some scenario
+//	}
+//
+// Each file is a subtest, and each scenario a subtest of its file. A
+// scenario file is JSON (not YAML: this module takes no YAML dependency);
+// an unknown field, a repeated key, an undeclared tool or a scenario without
+// an expected decision is an error that names the file, line and scenario,
+// so that a typo cannot make a scenario pass unchecked:
+//
+//	{
+//	  "description": "Refund policies.",
+//	  "tools": {
+//	    "issue_refund": {"toolset": "payments", "risk": "high", "labels": ["money"],
+//	                     "read_only": false, "destructive": true, "idempotent": false, "open_world": false}
+//	  },
+//	  "defaults": {
+//	    "principal": "spiffe://example.org/agent/support-bot",
+//	    "task": {"id": "t-1", "purpose": "resolve a ticket", "sensitivity": "internal"}
+//	  },
+//	  "scenarios": [
+//	    {
+//	      "name": "small refund allowed",
+//	      "description": "Why this case matters.",
+//	      "tool": "issue_refund",
+//	      "args": {"order": "O-1", "amount": 40},
+//	      "expect": {"decision": "allow", "policies": ["support-refunds"], "obligations": []}
+//	    },
+//	    {
+//	      "name": "big refund denied",
+//	      "tool": "issue_refund",
+//	      "args": {"order": "O-1", "amount": 250},
+//	      "task": {"taint": ["pii"]},
+//	      "expect": {"decision": "deny", "policies": ["refund-limit"], "reason_contains": "need a human"}
+//	    }
+//	  ]
+//	}
+//
+// A tool's risk is low, medium, high, critical or 0 to 3. The defaults give
+// a principal, chain, task and time to every scenario that gives none; a
+// scenario's task takes each field it leaves out from the default task.
+//
+// A scenario has a name and an expectation, and asks about a call of a
+// declared tool with args (canonicalised as the guard does; an object),
+// or, with "action", about a governance action: "delegate" to the agent
+// "delegatee", or "change_toolset" or "change_prompt" of a tool (declared
+// or not). It may give "principal" and "chain" (SPIFFE IDs, root of the
+// chain first), "task" (id, purpose, sensitivity as public, internal,
+// confidential, restricted or 0 to 3, labels, on_behalf_of, calls,
+// tools_used, taint), "approval" (granted, approvers), "time" (RFC 3339;
+// by default 2026-01-01T00:00:00Z, so that scenarios are reproducible) and
+// "call_id". With "listing": true it asks whether the tool is listed, and
+// may not give args or approval.
+//
+// "expect" needs "decision", "allow" or "deny". "policies", when given, are
+// the deciding policies, compared as a set ([] expects a deny by no
+// policy); "obligations" ({"name", "value", optional "policy"}) likewise;
+// "reason_contains" must occur in the reason. Any evaluation error fails a
+// scenario unless it sets "errors": true, since an error denies and a
+// scenario expecting a deny would otherwise pass for the wrong reason.
+//
+// A scenario asks the engine only. The guard asks more: for a call by a
+// sub-agent it also asks about each agent of the delegation chain; write a
+// scenario for each of those questions.
+//
+// Check compares one scenario's decision with its expectation without
+// failing a test; Run and RunFiles fail subtests with its messages.
 package policytest
 
 import (
