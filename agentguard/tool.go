@@ -147,6 +147,31 @@ func (t *Tool) Fingerprint() string {
 	return canonical.Digest(b)
 }
 
+// PolicySchema is the Cedar schema of the SDK's model for tools: one action
+// per tool, whose context.args is typed from the tool's input schema (see
+// policy.NewSchema). Give it to the engine (policy.WithSchema) so that every
+// policy is validated against the tools the agent has, and write it out
+// (Schema.WriteFile) for review.
+func PolicySchema(tools ...*Tool) (*policy.Schema, error) {
+	pts := make([]policy.Tool, 0, len(tools))
+	for _, t := range tools {
+		if err := t.validate(false); err != nil {
+			return nil, err
+		}
+		pts = append(pts, t.policyTool())
+	}
+	return policy.NewSchema(pts...)
+}
+
+// PolicyTool is what policy sees of t: the resource of its calls. A tool
+// registered without a Toolset gets the registry's.
+func (t *Tool) PolicyTool() policy.Tool {
+	pt := t.policyTool()
+	pt.Labels = slices.Clone(pt.Labels)
+	pt.InputSchema = slices.Clone(pt.InputSchema)
+	return pt
+}
+
 func (t *Tool) policyTool() policy.Tool {
 	return policy.Tool{
 		Name:        t.Name,

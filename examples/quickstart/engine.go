@@ -6,6 +6,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/policy"
 )
 
@@ -24,7 +25,13 @@ func agentGroups(supportBot spiffeid.ID) map[string][]string {
 	return map[string][]string{supportBot.String(): {"support"}}
 }
 
-// newEngine is the quickstart's policy engine: set, with agents in groups.
-func newEngine(set *policy.Set, groups map[string][]string) (*policy.CedarEngine, error) {
-	return policy.NewCedarEngine(set, policy.WithAgentGroups(groups))
+// newEngine is the quickstart's policy engine: set, with agents in groups,
+// every policy validated against the schema of tools (policies/support.cedarschema
+// is that schema, written out for review).
+func newEngine(set *policy.Set, groups map[string][]string, tools []*agentguard.Tool) (*policy.CedarEngine, error) {
+	schema, err := agentguard.PolicySchema(tools...)
+	if err != nil {
+		return nil, err
+	}
+	return policy.NewCedarEngine(set, policy.WithAgentGroups(groups), policy.WithSchema(schema))
 }

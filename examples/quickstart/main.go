@@ -126,7 +126,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	engine, err := newEngine(set, agentGroups(me.ID))
+	engine, err := newEngine(set, agentGroups(me.ID), supportTools(payments))
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 
 	fmt.Fprintf(out, "AgentGuard quickstart: agent %s\n", me.ID)
-	fmt.Fprintf(out, "policy set %s (%d policies)\n\n", set.Digest()[:19]+"…", set.Len())
+	fmt.Fprintf(out, "policy set %s (%d policies, validated against the schema of the %d tools)\n\n", set.Digest()[:19]+"…", set.Len(), len(tools.Tools()))
 
 	ctx, task, err := guard.StartTask(ctx, agentguard.TaskSpec{
 		ID: "task-refund-T-1001", Purpose: "resolve ticket T-1001",
