@@ -129,5 +129,48 @@
 // ipaddr from strings, and Warnings names where it departs from what the
 // engine builds at run time.
 //
-// Package policytest has fake engines for agent authors' unit tests.
+// # Evaluation cost: the scope index
+//
+// cedar-go evaluates every policy of a set on every request. A [Set]
+// indexes its policies by their scope (principal ==, in, is; action ==, in;
+// resource ==, in, is), and the engine evaluates only the policies whose
+// scope can match the request's entities and their ancestors. That decides
+// exactly as evaluating the whole set would (the same decision, deciding
+// policies and errors), and keeps a decision's cost nearly flat however many
+// tenants and policies share a set. Policies with an unconstrained scope
+// (permit (principal, action, resource) when {...}) are evaluated on every
+// request: constrain the scope where you can. Agent and tool entities are
+// built once per agent and tool; only the context is built per call.
+//
+// # Changing policies safely
+//
+// [CedarEngine.Swap] replaces the enforced set atomically after validating
+// it; each decision is made wholly by one set and carries its digest
+// (Decision.Revision). A [Watcher] ([WatchDir], [NewWatcher]) polls a tree
+// of .cedar files and swaps in each new version that parses and validates;
+// a version that does not is refused, the last good set stays in force, and
+// both outcomes are logged and audited (policy_load, policy_reject) with the
+// old and new digests. An empty tree is refused too, so that deleting the
+// files cannot silently deny everything.
+//
+// To try policies on real traffic before enforcing them, give the engine a
+// shadow set ([WithShadow], [CedarEngine.SetShadow]), or annotate single
+// policies @log_only. Neither is ever enforced. Where either would decide a
+// call differently (allow or deny, or the obligations), Decision.Shadow
+// records what it would have decided (mode "shadow" or "log_only"); the
+// guard writes that to the audit record and the span. Listings ignore both.
+//
+// # Obligations
+//
+// An annotation of a deciding permit policy whose name the engine knows as
+// an obligation becomes a [Obligation] on the decision: @approval("kind")
+// always (the guard asks its Approver), and the names given to
+// [WithObligations]. The guard fulfils each before the tool runs, with the
+// function registered for it (agentguard.WithObligation), and denies the
+// call when it has none or the function fails. @id, @reason, @description
+// and @log_only are never obligations; other annotations are informational
+// unless named.
+//
+// Package policytest has fake engines for agent authors' unit tests, and
+// runs scenario files that test a set of policies like code.
 package policy
