@@ -46,6 +46,88 @@ type CedarEngine struct {
 	tools  map[string]toolEntities // tool name -> entities, rebuilt if the tool changes
 
 	naive bool // evaluate every policy, bypassing the scope index (benchmarks and tests)
+
+	// Values of the context that repeat from call to call, built once:
+	// sets of task labels, tools used and taint, and delegation records.
+	sets        valueCache
+	delegations valueCache
+}
+
+// schemaArgs converts req's arguments to the types the schema gives them.
+func (e *CedarEngine) schemaArgs(req *Request) (cedar.Value, error) {
+	v, err := canonical.Parse(req.Args)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, errNotObject
+	}
+	return e.schema.args(req.ActionName(), v)
+}
+
+// noApproval is context.approval before any approval.
+var noApproval = cedar.NewRecord(cedar.RecordMap{"granted": cedar.False, "approvers": cedar.NewSet()})
+
+// delegation is context.delegation of req: the chain and the user.
+func (e *CedarEngine) delegation(req *Request) cedar.Value {
+	chain := req.Agent.Chain
+	key := req.Task.OnBehalfOf
+	if len(chain) > 0 {
+		var b strings.Builder
+		b.WriteString(key)
+		for _, c := range chain {
+			b.WriteByte(0)
+			b.WriteString(c.String())
+		}
+		key = b.String()
+	}
+	return e.delegations.get(key, func() cedar.Value {
+		uids := make([]cedar.Value, len(chain))
+		for i, c := range chain {
+			uids[i] = cedar.NewEntityUID(TypeAgent, cedar.String(c.String()))
+		}
+		return cedar.NewRecord(cedar.RecordMap{
+			"depth":        cedar.Long(len(chain)),
+			"chain":        cedar.NewSet(uids...),
+			"on_behalf_of": cedar.String(req.Task.OnBehalfOf),
+		})
+	})
+}
+
+// valueCache memoizes immutable Cedar values by a string key, up to
+// maxCached of them: beyond that, values are built each time, so that a
+// stream of distinct values cannot grow memory without bound.
+type valueCache struct {
+	m sync.Map // string -> cedar.Value
+	n atomic.Int64
+}
+
+const maxCached = 4096
+
+func (c *valueCache) get(key string, build func() cedar.Value) cedar.Value {
+	if v, ok := c.m.Load(key); ok {
+		return v.(cedar.Value)
+	}
+	v := build()
+	if c.n.Load() < maxCached {
+		if _, loaded := c.m.LoadOrStore(key, v); !loaded {
+			c.n.Add(1)
+		}
+	}
+	return v
+}
+
+var emptySet = cedar.NewSet()
+
+// strings is the set of ss.
+func (c *valueCache) strings(ss []string) cedar.Value {
+	switch len(ss) {
+	case 0:
+		return emptySet
+	case 1:
+		return c.get(ss[0], func() cedar.Value { return stringSet(ss) })
+	}
+	return c.get(strings.Join(ss, "\x00"), func() cedar.Value { return stringSet(ss) })
 }
 
 type toolEntities struct {
@@ -181,6 +263,7 @@ func (e *CedarEngine) Decide(ctx context.Context, req *Request) (Decision, error
 		return Decision{}, errors.New("policy: request has no tool")
 	}
 	ents := e.entities(req)
+	defer ents.release()
 	creq := cedar.Request{
 		Principal: ents.agent.UID,
 		Action:    ents.action.UID,
@@ -378,8 +461,19 @@ func (r *requestEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 	return cedar.Entity{}, false
 }
 
+// entityStores holds requestEntities for reuse: nothing keeps one past the
+// decision it was built for.
+var entityStores = sync.Pool{New: func() any { return new(requestEntities) }}
+
+func (r *requestEntities) release() {
+	chain := r.chain[:0]
+	*r = requestEntities{chain: chain}
+	entityStores.Put(r)
+}
+
 func (e *CedarEngine) entities(req *Request) *requestEntities {
-	r := &requestEntities{agent: e.agentEntity(req.Agent.ID)}
+	r := entityStores.Get().(*requestEntities)
+	r.agent = e.agentEntity(req.Agent.ID)
 	switch req.Action {
 	case ActionDelegate:
 		// The resource of a handoff is the agent the task is handed to.
@@ -473,51 +567,36 @@ func (e *CedarEngine) contextRecord(req *Request, listing bool) (cedar.Record, e
 	if listing {
 		args, approval = batch.Ignore(), batch.Ignore()
 	} else {
-		v, err := canonical.Parse(req.Args)
-		if err != nil {
-			return cedar.Record{}, fmt.Errorf("policy: arguments: %w", err)
-		}
-		if _, ok := v.(map[string]any); !ok {
-			return cedar.Record{}, errors.New("policy: arguments are not a JSON object")
-		}
+		var err error
 		if e.schema != nil {
-			args, err = e.schema.args(req.ActionName(), v)
+			args, err = e.schemaArgs(req)
 		} else {
-			args, err = jsonToCedar(v)
+			args, err = argsRecord(req.Args)
+		}
+		if errors.Is(err, errNotObject) {
+			return cedar.Record{}, err
 		}
 		if err != nil {
 			return cedar.Record{}, fmt.Errorf("policy: arguments: %w", err)
 		}
-		approval = cedar.NewRecord(cedar.RecordMap{
-			"granted":   cedar.Boolean(req.Approval.Granted),
-			"approvers": stringSet(req.Approval.Approvers),
-		})
-	}
-	chain := make([]cedar.Value, len(req.Agent.Chain))
-	for i, c := range req.Agent.Chain {
-		chain[i] = cedar.NewEntityUID(TypeAgent, cedar.String(c.String()))
+		approval = noApproval
+		if req.Approval.Granted || len(req.Approval.Approvers) > 0 {
+			approval = cedar.NewRecord(cedar.RecordMap{
+				"granted":   cedar.Boolean(req.Approval.Granted),
+				"approvers": stringSet(req.Approval.Approvers),
+			})
+		}
 	}
 	t := req.Task
-	return cedar.NewRecord(cedar.RecordMap{
-		"args": args,
-		"task": cedar.NewRecord(cedar.RecordMap{
-			"id":          cedar.String(t.ID),
-			"purpose":     cedar.String(t.Purpose),
-			"sensitivity": cedar.Long(t.Sensitivity),
-			"labels":      stringSet(t.Labels),
-			"calls":       cedar.Long(t.Calls),
-			"tools_used":  stringSet(t.ToolsUsed),
-			"taint":       stringSet(t.Taint),
-		}),
-		"delegation": cedar.NewRecord(cedar.RecordMap{
-			"depth":        cedar.Long(len(req.Agent.Chain)),
-			"chain":        cedar.NewSet(chain...),
-			"on_behalf_of": cedar.String(t.OnBehalfOf),
-		}),
-		"approval": approval,
-		"request": cedar.NewRecord(cedar.RecordMap{
-			"time":    cedar.NewDatetime(req.Time),
-			"call_id": cedar.String(req.CallID),
-		}),
-	}), nil
+	m := scratchRecord()
+	m["time"], m["call_id"] = cedar.NewDatetime(req.Time), cedar.String(req.CallID)
+	request := recordOf(m)
+	m = scratchRecord()
+	m["id"], m["purpose"], m["sensitivity"] = cedar.String(t.ID), cedar.String(t.Purpose), cedar.Long(t.Sensitivity)
+	m["labels"], m["calls"] = e.sets.strings(t.Labels), cedar.Long(t.Calls)
+	m["tools_used"], m["taint"] = e.sets.strings(t.ToolsUsed), e.sets.strings(t.Taint)
+	task := recordOf(m)
+	m = scratchRecord()
+	m["args"], m["task"], m["delegation"], m["approval"], m["request"] = args, task, e.delegation(req), approval, request
+	return recordOf(m), nil
 }

@@ -194,7 +194,7 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 		// Only the declared attributes are kept: a validated policy cannot
 		// read others, and `has` on them must stay false, as the validator
 		// assumed.
-		m := make(cedar.RecordMap, len(c.attrs))
+		m := scratchRecord()
 		for i := range c.attrs {
 			a := &c.attrs[i]
 			e, ok := o[a.name]
@@ -210,7 +210,7 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 			}
 			m[a.key] = cv
 		}
-		return cedar.NewRecord(m), nil
+		return recordOf(m), nil
 	}
 	return nil, fmt.Errorf("policy: unknown argument conversion %d", c.kind)
 }

@@ -2,13 +2,17 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+
+	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // jsonToCedar converts a value parsed from JSON (with json.Number) into a
@@ -20,7 +24,7 @@ import (
 func jsonToCedar(v any) (cedar.Value, error) {
 	switch t := v.(type) {
 	case map[string]any:
-		m := make(cedar.RecordMap, len(t))
+		m := scratchRecord()
 		for k, e := range t {
 			if e == nil {
 				continue
@@ -31,7 +35,7 @@ func jsonToCedar(v any) (cedar.Value, error) {
 			}
 			m[cedar.String(k)] = cv
 		}
-		return cedar.NewRecord(m), nil
+		return recordOf(m), nil
 	case []any:
 		s := make([]cedar.Value, 0, len(t))
 		for i, e := range t {
@@ -54,6 +58,62 @@ func jsonToCedar(v any) (cedar.Value, error) {
 	}
 	return nil, fmt.Errorf("unsupported JSON value %T", v)
 }
+
+// recordMaps holds scratch maps for building records: cedar.NewRecord
+// copies its map, so one can be reused for the next record.
+var recordMaps = sync.Pool{New: func() any { return make(cedar.RecordMap, 8) }}
+
+func scratchRecord() cedar.RecordMap { return recordMaps.Get().(cedar.RecordMap) }
+
+// recordOf makes the record of m and returns m to the pool, unless it grew
+// large.
+func recordOf(m cedar.RecordMap) cedar.Record {
+	r := cedar.NewRecord(m)
+	if len(m) <= 32 {
+		clear(m)
+		recordMaps.Put(m)
+	}
+	return r
+}
+
+// argsRecord decodes a call's arguments, a JSON object, straight into a
+// Cedar record, with canonical.Parse's rules and jsonToCedar's mapping.
+func argsRecord(raw []byte) (cedar.Value, error) {
+	v, err := canonical.Decode(raw, cedarBuilder{})
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := v.(cedar.Record); !ok {
+		return nil, errNotObject
+	}
+	return v, nil
+}
+
+var errNotObject = errors.New("policy: arguments are not a JSON object")
+
+// cedarBuilder builds Cedar values as jsonToCedar maps them.
+type cedarBuilder struct{}
+
+func (cedarBuilder) Object() cedar.RecordMap { return scratchRecord() }
+func (cedarBuilder) Member(o cedar.RecordMap, k string, v cedar.Value) cedar.RecordMap {
+	if v != nil { // null: Cedar has none
+		o[cedar.String(k)] = v
+	}
+	return o
+}
+func (cedarBuilder) EndObject(o cedar.RecordMap) (cedar.Value, error) { return recordOf(o), nil }
+func (cedarBuilder) Array() []cedar.Value                             { return nil }
+func (cedarBuilder) Element(a []cedar.Value, v cedar.Value) []cedar.Value {
+	if v != nil {
+		a = append(a, v)
+	}
+	return a
+}
+func (cedarBuilder) EndArray(a []cedar.Value) (cedar.Value, error) { return cedar.NewSet(a...), nil }
+func (cedarBuilder) String(s string) cedar.Value                   { return cedar.String(s) }
+func (cedarBuilder) Number(n json.Number) (cedar.Value, error)     { return numberToCedar(n) }
+func (cedarBuilder) Bool(b bool) cedar.Value                       { return cedar.Boolean(b) }
+func (cedarBuilder) Null() cedar.Value                             { return nil }
 
 func numberToCedar(n json.Number) (cedar.Value, error) {
 	if i, err := n.Int64(); err == nil {

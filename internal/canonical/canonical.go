@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -29,19 +30,95 @@ var ErrInvalid = errors.New("canonical: invalid JSON")
 // known to be well formed; strings with escapes or invalid UTF-8 are decoded
 // by encoding/json, so every string means what encoding/json says it means.
 func Parse(raw []byte) (any, error) {
+	return Decode[any](raw, anyBuilder{})
+}
+
+// Builder makes values of type T from the parts of a document, as Decode
+// walks it. O is an object being built, A an array.
+type Builder[T, O, A any] interface {
+	Object() O
+	Member(o O, key string, v T) O
+	EndObject(o O) (T, error)
+	Array() A
+	Element(a A, v T) A
+	EndArray(a A) (T, error)
+	String(s string) T
+	Number(n json.Number) (T, error)
+	Bool(b bool) T
+	Null() T
+}
+
+// Decode decodes one JSON value with the rules of Parse (well formed,
+// no repeated keys, none that differ only in case; empty input is the
+// empty object), building it with b. An error from b names where in the
+// document it arose.
+func Decode[T, O, A any](raw []byte, b Builder[T, O, A]) (T, error) {
+	var zero T
 	if len(bytes.Trim(raw, " \t\r\n")) == 0 {
-		return map[string]any{}, nil
+		return b.EndObject(b.Object())
 	}
 	if !json.Valid(raw) {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, explain(raw))
+		return zero, fmt.Errorf("%w: %v", ErrInvalid, explain(raw))
 	}
-	d := decoder{b: raw}
+	d := decoder[T, O, A]{b: raw, build: b}
 	v, err := d.value()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		if errors.Is(err, errBuild) {
+			return zero, err // the builder's, with where it arose
+		}
+		return zero, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return v, nil
 }
+
+// errBuild marks an error of the builder rather than of the document.
+var errBuild = errors.New("build")
+
+// buildError is an error of the builder at path.
+type buildError struct {
+	path string
+	err  error
+}
+
+func (e *buildError) Error() string {
+	if e.path == "" {
+		return e.err.Error()
+	}
+	return e.path + ": " + e.err.Error()
+}
+func (e *buildError) Unwrap() error { return e.err }
+func (e *buildError) Is(t error) bool {
+	return t == errBuild
+}
+
+// at adds one step of path to a builder's error.
+func at(err error, step string) error {
+	var be *buildError
+	if errors.As(err, &be) {
+		if be.path == "" || strings.HasPrefix(be.path, "[") {
+			return &buildError{path: step + be.path, err: be.err}
+		}
+		return &buildError{path: step + "." + be.path, err: be.err}
+	}
+	return err
+}
+
+// anyBuilder builds what Parse returns.
+type anyBuilder struct{}
+
+func (anyBuilder) Object() map[string]any { return map[string]any{} }
+func (anyBuilder) Member(o map[string]any, k string, v any) map[string]any {
+	o[k] = v
+	return o
+}
+func (anyBuilder) EndObject(o map[string]any) (any, error) { return o, nil }
+func (anyBuilder) Array() []any                            { return []any{} }
+func (anyBuilder) Element(a []any, v any) []any            { return append(a, v) }
+func (anyBuilder) EndArray(a []any) (any, error)           { return a, nil }
+func (anyBuilder) String(s string) any                     { return s }
+func (anyBuilder) Number(n json.Number) (any, error)       { return n, nil }
+func (anyBuilder) Bool(b bool) any                         { return b }
+func (anyBuilder) Null() any                               { return nil }
 
 // explain says what is wrong with raw, which json.Valid refused.
 func explain(raw []byte) error {
@@ -57,12 +134,13 @@ func explain(raw []byte) error {
 }
 
 // decoder walks a document already known to be valid JSON.
-type decoder struct {
-	b []byte
-	i int
+type decoder[T, O, A any] struct {
+	b     []byte
+	i     int
+	build Builder[T, O, A]
 }
 
-func (d *decoder) space() {
+func (d *decoder[T, O, A]) space() {
 	for d.i < len(d.b) {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -73,89 +151,129 @@ func (d *decoder) space() {
 	}
 }
 
-func (d *decoder) value() (any, error) {
+func (d *decoder[T, O, A]) value() (T, error) {
+	var zero T
 	d.space()
 	switch c := d.b[d.i]; {
 	case c == '{':
 		d.i++
-		obj := map[string]any{}
+		obj := d.build.Object()
 		d.space()
 		if d.b[d.i] == '}' {
 			d.i++
-			return obj, nil
+			return d.built(d.build.EndObject(obj))
 		}
-		folded := map[string]string{}
+		// Keys so far, to refuse repeats and keys equal under case
+		// folding: compared pairwise while there are few (no allocation),
+		// then by their fold.
+		var small [smallObject]string
+		keys := small[:0]
+		var folded map[string]string
 		for {
 			d.space()
 			key, err := d.str()
 			if err != nil {
-				return nil, err
-			}
-			if _, dup := obj[key]; dup {
-				return nil, fmt.Errorf("repeated object key %q", key)
+				return zero, err
 			}
 			// encoding/json matches struct fields without regard to case
 			// (with Unicode folding: "ſ" is "s"), and the last match wins,
 			// so keys equal under folding are repeats to a Go tool.
-			f := fold(key)
-			if prev, dup := folded[f]; dup {
-				return nil, fmt.Errorf("object keys %q and %q differ only in case", prev, key)
+			if folded == nil && len(keys) < smallObject {
+				for _, prev := range keys {
+					if prev == key {
+						return zero, fmt.Errorf("repeated object key %q", key)
+					}
+					if strings.EqualFold(prev, key) {
+						return zero, fmt.Errorf("object keys %q and %q differ only in case", prev, key)
+					}
+				}
+				keys = append(keys, key)
+			} else {
+				if folded == nil {
+					folded = make(map[string]string, 2*smallObject)
+					for _, k := range keys {
+						folded[fold(k)] = k
+					}
+				}
+				f := fold(key)
+				if prev, dup := folded[f]; dup {
+					if prev == key {
+						return zero, fmt.Errorf("repeated object key %q", key)
+					}
+					return zero, fmt.Errorf("object keys %q and %q differ only in case", prev, key)
+				}
+				folded[f] = key
 			}
-			folded[f] = key
 			d.space()
 			d.i++ // ':'
 			v, err := d.value()
 			if err != nil {
-				return nil, err
+				return zero, at(err, key)
 			}
-			obj[key] = v
+			obj = d.build.Member(obj, key, v)
 			d.space()
 			c := d.b[d.i]
 			d.i++
 			if c == '}' {
-				return obj, nil
+				return d.built(d.build.EndObject(obj))
 			}
 		}
 	case c == '[':
 		d.i++
-		arr := []any{}
+		arr := d.build.Array()
 		d.space()
 		if d.b[d.i] == ']' {
 			d.i++
-			return arr, nil
+			return d.built(d.build.EndArray(arr))
 		}
-		for {
+		for n := 0; ; n++ {
 			v, err := d.value()
 			if err != nil {
-				return nil, err
+				return zero, at(err, "["+strconv.Itoa(n)+"]")
 			}
-			arr = append(arr, v)
+			arr = d.build.Element(arr, v)
 			d.space()
 			c := d.b[d.i]
 			d.i++
 			if c == ']' {
-				return arr, nil
+				return d.built(d.build.EndArray(arr))
 			}
 		}
 	case c == '"':
-		return d.str()
+		s, err := d.str()
+		if err != nil {
+			return zero, err
+		}
+		return d.build.String(s), nil
 	case c == 't':
 		d.i += 4
-		return true, nil
+		return d.build.Bool(true), nil
 	case c == 'f':
 		d.i += 5
-		return false, nil
+		return d.build.Bool(false), nil
 	case c == 'n':
 		d.i += 4
-		return nil, nil
+		return d.build.Null(), nil
 	default:
 		start := d.i
 		for d.i < len(d.b) && strings.IndexByte("+-0123456789.eE", d.b[d.i]) >= 0 {
 			d.i++
 		}
-		return json.Number(d.b[start:d.i]), nil
+		return d.built(d.build.Number(json.Number(d.b[start:d.i])))
 	}
 }
+
+// built marks an error of the builder as such.
+func (d *decoder[T, O, A]) built(v T, err error) (T, error) {
+	if err != nil {
+		return v, &buildError{err: err}
+	}
+	return v, nil
+}
+
+// smallObject is how many keys an object has before they are checked for
+// repeats under case folding by a map rather than by pairwise comparison.
+const smallObject = 16
 
 // fold maps s to one representative of its case-folding class, so that
 // strings.EqualFold(a, b) implies fold(a) == fold(b).
@@ -183,7 +301,7 @@ func fold(s string) string {
 }
 
 // str decodes the string starting at d.i.
-func (d *decoder) str() (string, error) {
+func (d *decoder[T, O, A]) str() (string, error) {
 	start := d.i
 	d.i++
 	plain := true
