@@ -40,8 +40,10 @@ type config struct {
 // on a call, such as @audit_copy("security") or @rate("10/min"), after
 // approval and before credentials and execution. o.Value is the
 // annotation's value; call is the call as policy saw it (canonical
-// arguments); the task is TaskFromContext(ctx). A nil error lets the call
-// go ahead; an error denies it with ErrObligation.
+// arguments); for a call made in a task, the task is TaskFromContext(ctx).
+// A nil error lets the call go ahead; an error denies it with
+// ErrObligation, and its text is recorded (scrubbed of the task's user
+// token), so keep secrets out of it.
 type ObligationFunc func(ctx context.Context, o policy.Obligation, call Call) error
 
 // WithObligation sets the function that fulfils obligation name. The engine

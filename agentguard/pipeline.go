@@ -238,7 +238,15 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 			return nil, err
 		}
 		d = d2
-		_, others = splitObligations(d.Obligations)
+		var again []policy.Obligation
+		again, others = splitObligations(d.Obligations)
+		// The policies may have changed while the approver was asked (a
+		// reload): an approval of a kind not asked for is not had.
+		for _, o := range again {
+			if !slices.ContainsFunc(approval, func(asked policy.Obligation) bool { return asked.Value == o.Value }) {
+				return p.deny(ctx, StepApprove, fmt.Sprintf("policy %s now requires approval %q, which was not asked for", o.PolicyID, o.Value), d.Policies, ErrApprovalRequired)
+			}
+		}
 	}
 	p.step = StepObligation
 	for _, o := range others {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -32,9 +33,11 @@ func checkArgs(t *testing.T, raw []byte) {
 		t.Fatalf("%q: argsRecord error %v, reference error %v", raw, gerr, werr)
 	}
 	if werr != nil {
-		if errors.Is(werr, canonical.ErrInvalid) != errors.Is(gerr, canonical.ErrInvalid) ||
-			errors.Is(werr, errNotObject) != errors.Is(gerr, errNotObject) {
-			t.Fatalf("%q: argsRecord error %v, reference error %v: different kinds", raw, gerr, werr)
+		// Both refuse (and the call is denied); which fault is named first
+		// may differ: "0e100" is a number policy cannot hold to one and
+		// not an object to the other.
+		if errors.Is(werr, canonical.ErrInvalid) && !errors.Is(gerr, canonical.ErrInvalid) && !json.Valid(raw) {
+			t.Fatalf("%q: invalid JSON, but argsRecord error %v", raw, gerr)
 		}
 		return
 	}
@@ -47,7 +50,7 @@ var argsSeeds = []string{
 	``, `{}`, ` { } `, `{"amount":250,"currency":"EUR"}`, `{"a":null,"b":[1,null,"x"],"c":{"d":{"e":true}}}`,
 	`{"n":1.5,"m":-0.0001,"big":12345678901234567890}`, `{"x":1e400}`, `{"x":0.123456}`, `{"list":[1,2,0.123456]}`,
 	`[1,2]`, `"s"`, `3`, `null`, `{"a":1,"a":2}`, `{"a":1,"A":2}`, `{"ſ":1,"s":2}`, `{"K":1,"k":2}`,
-	`{"a":`, `{"a":1}x`, `{"esc":"\u00e9\n","ü":"ß"}`, `{"deep":[[[{"a":[]}]]]}`, `{"e":1E2,"f":-1e-2}`,
+	`{"a":`, `{"a":1}x`, `0e100`, `{"a":1e999,"a":2}`, `{"esc":"\u00e9\n","ü":"ß"}`, `{"deep":[[[{"a":[]}]]]}`, `{"e":1E2,"f":-1e-2}`,
 	`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"K3":3}`,
 	`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17}`,
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,8 +50,10 @@ type CedarEngine struct {
 
 	// Values of the context that repeat from call to call, built once:
 	// sets of task labels, tools used and taint, and delegation records.
-	sets        valueCache
-	delegations valueCache
+	// A value's key is unique within its cache: one element or the user
+	// as is, several length-prefixed.
+	sets, multiSets               valueCache
+	delegations, delegationChains valueCache
 }
 
 // schemaArgs converts req's arguments to the types the schema gives them.
@@ -73,15 +76,19 @@ func (e *CedarEngine) delegation(req *Request) cedar.Value {
 	chain := req.Agent.Chain
 	key := req.Task.OnBehalfOf
 	if len(chain) > 0 {
+		// Each part length-prefixed, so that no two requests share a key.
 		var b strings.Builder
-		b.WriteString(key)
+		writeKeyPart(&b, key)
 		for _, c := range chain {
-			b.WriteByte(0)
-			b.WriteString(c.String())
+			writeKeyPart(&b, c.String())
 		}
 		key = b.String()
 	}
-	return e.delegations.get(key, func() cedar.Value {
+	cache := &e.delegations
+	if len(chain) > 0 {
+		cache = &e.delegationChains
+	}
+	return cache.get(key, func() cedar.Value {
 		uids := make([]cedar.Value, len(chain))
 		for i, c := range chain {
 			uids[i] = cedar.NewEntityUID(TypeAgent, cedar.String(c.String()))
@@ -119,15 +126,27 @@ func (c *valueCache) get(key string, build func() cedar.Value) cedar.Value {
 
 var emptySet = cedar.NewSet()
 
-// strings is the set of ss.
-func (c *valueCache) strings(ss []string) cedar.Value {
+// stringSet is the set of ss, from sets (one element) or multiSets.
+func (e *CedarEngine) stringSet(ss []string) cedar.Value {
 	switch len(ss) {
 	case 0:
 		return emptySet
 	case 1:
-		return c.get(ss[0], func() cedar.Value { return stringSet(ss) })
+		return e.sets.get(ss[0], func() cedar.Value { return stringSet(ss) })
 	}
-	return c.get(strings.Join(ss, "\x00"), func() cedar.Value { return stringSet(ss) })
+	var b strings.Builder
+	for _, s := range ss {
+		writeKeyPart(&b, s)
+	}
+	return e.multiSets.get(b.String(), func() cedar.Value { return stringSet(ss) })
+}
+
+// writeKeyPart writes s length-prefixed, so that a sequence of parts
+// decodes one way only.
+func writeKeyPart(b *strings.Builder, s string) {
+	b.WriteString(strconv.Itoa(len(s)))
+	b.WriteByte(':')
+	b.WriteString(s)
 }
 
 type toolEntities struct {
@@ -593,8 +612,8 @@ func (e *CedarEngine) contextRecord(req *Request, listing bool) (cedar.Record, e
 	request := recordOf(m)
 	m = scratchRecord()
 	m["id"], m["purpose"], m["sensitivity"] = cedar.String(t.ID), cedar.String(t.Purpose), cedar.Long(t.Sensitivity)
-	m["labels"], m["calls"] = e.sets.strings(t.Labels), cedar.Long(t.Calls)
-	m["tools_used"], m["taint"] = e.sets.strings(t.ToolsUsed), e.sets.strings(t.Taint)
+	m["labels"], m["calls"] = e.stringSet(t.Labels), cedar.Long(t.Calls)
+	m["tools_used"], m["taint"] = e.stringSet(t.ToolsUsed), e.stringSet(t.Taint)
 	task := recordOf(m)
 	m = scratchRecord()
 	m["args"], m["task"], m["delegation"], m["approval"], m["request"] = args, task, e.delegation(req), approval, request

@@ -520,6 +520,9 @@ func TestDecideRequestErrors(t *testing.T) {
 		ctx     context.Context
 		req     func(*policy.Request)
 		wantMsg string
+		// notMsg must not appear: argument values stay out of errors,
+		// which reach audit records and spans.
+		notMsg string
 	}{
 		{name: "no agent", req: func(r *policy.Request) { r.Agent = identity.Identity{} }, wantMsg: "no agent"},
 		{name: "no agent in listing", req: func(r *policy.Request) { r.Agent = identity.Identity{}; r.Listing = true }, wantMsg: "no agent"},
@@ -535,13 +538,13 @@ func TestDecideRequestErrors(t *testing.T) {
 		{name: "args invalid JSON", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"a":`) }, wantMsg: "arguments"},
 		{name: "args repeated key", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"a":1,"a":2}`) }, wantMsg: "repeated object key"},
 		{name: "args trailing data", req: func(r *policy.Request) { r.Args = json.RawMessage(`{}{}`) }, wantMsg: "trailing data"},
-		{name: "five fractional digits", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":0.00001}`) }, wantMsg: "0.00001"},
-		{name: "many fractional digits", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":3.14159}`) }, wantMsg: "3.14159"},
-		{name: "integer beyond Long", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":12345678901234567890}`) }, wantMsg: "12345678901234567890"},
-		{name: "negative integer beyond Long", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":-9223372036854775809}`) }, wantMsg: "-9223372036854775809"},
-		{name: "decimal beyond range", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":1000000000000000.5}`) }, wantMsg: "1000000000000000.5"},
-		{name: "huge exponent", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":1e400}`) }, wantMsg: "1e400"},
-		{name: "tiny exponent", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":1e-5}`) }, wantMsg: "1e-5"},
+		{name: "five fractional digits", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":0.00001}`) }, wantMsg: "x: number is not representable", notMsg: "0.00001"},
+		{name: "many fractional digits", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":3.14159}`) }, wantMsg: "x: number is not representable", notMsg: "3.14159"},
+		{name: "integer beyond Long", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":12345678901234567890}`) }, wantMsg: "x: number is not representable", notMsg: "12345678901234567890"},
+		{name: "negative integer beyond Long", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":-9223372036854775809}`) }, wantMsg: "x: number is not representable", notMsg: "-9223372036854775809"},
+		{name: "decimal beyond range", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":1000000000000000.5}`) }, wantMsg: "x: number is not representable", notMsg: "1000000000000000.5"},
+		{name: "huge exponent", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":1e400}`) }, wantMsg: "x: number is not representable", notMsg: "1e400"},
+		{name: "tiny exponent", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"x":1e-5}`) }, wantMsg: "x: number is not representable", notMsg: "1e-5"},
 		{name: "bad number nested in object", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"outer":{"inner":0.123456}}`) }, wantMsg: "outer"},
 		{name: "bad number nested in array", req: func(r *policy.Request) { r.Args = json.RawMessage(`{"list":[1,2,0.123456]}`) }, wantMsg: "list"},
 	}
@@ -564,6 +567,9 @@ func TestDecideRequestErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Errorf("error %q does not contain %q", err, tc.wantMsg)
+			}
+			if tc.notMsg != "" && strings.Contains(err.Error(), tc.notMsg) {
+				t.Errorf("error %q quotes the argument's value %q", err, tc.notMsg)
 			}
 		})
 	}

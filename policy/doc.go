@@ -113,9 +113,13 @@
 // cannot hold exactly is an error that names the argument's path (such as
 // items[2].price): the engine cannot decide, and the call is denied.
 // Properties the type does not declare, including those left out as
-// unmappable, are dropped, so that context.args holds exactly the type that
-// validation assumed (`context.args has extra` is false, as the validator
-// expects). Policy sees only what the caller sent: a default in the input
+// unmappable, are kept and converted as without a schema: the tool gets
+// them, so `context.args has extra` is true (a forbid that tests for an
+// undeclared argument still applies, though the validator types the test
+// false), but a validated policy cannot read their values. A property whose
+// name differs from a declared one only in case ("PATH" for "path") denies
+// the call, since a Go tool decoding with encoding/json would take it for
+// the declared one. Policy sees only what the caller sent: a default in the input
 // schema is not applied, so a property with a default is still optional. A
 // tool the schema does not know (registered after it was made) has its
 // arguments converted without it; its action is not in the schema, so no

@@ -39,13 +39,20 @@ type Reload struct {
 // (against the engine's schema, if it has one) and then swapped in
 // atomically; a version that fails is refused and the last good set stays in
 // force. Both outcomes are logged and audited (policy_load, policy_reject)
-// with the old and new digests.
+// with the old and new digests. A version is swapped in only once its
+// policy_load record is written: if the audit sink fails, the version is
+// not loaded (Reload.Err says why) and is tried again on the next look.
 //
 // A Watcher polls: it works on any fs.FS and on any file system, and needs
-// no dependency. Write new versions atomically (write a temporary file,
-// then rename it) where you can; a half-written file is at worst refused
-// once and loaded on the next poll, since a version is only acted on once
-// it has been the same for a short while.
+// no dependency. Write new versions atomically where you can: a file by
+// writing a temporary file and renaming it, and a version that spans
+// several files by swapping the whole directory (a symbolic link to the
+// version's directory, changed with one rename, as Kubernetes does for a
+// ConfigMap volume; hidden entries such as its "..data" are skipped). A
+// version is only acted on once it has stayed the same for a short while
+// (a quarter of the interval, at most 250 ms), so a file being written is
+// at worst refused once; a change to several files written one by one can
+// be loaded half done.
 type Watcher struct {
 	e        *CedarEngine
 	fsys     fs.FS
@@ -220,6 +227,14 @@ func (w *Watcher) read() ([]Document, string, error) {
 }
 
 func (w *Watcher) apply(ctx context.Context, docs []Document, files string, readErr error) Reload {
+	r, changed := w.look(ctx, docs, files, readErr)
+	if changed && w.notify != nil {
+		w.notify(r) // outside the lock: it may call Reload
+	}
+	return r
+}
+
+func (w *Watcher) look(ctx context.Context, docs []Document, files string, readErr error) (Reload, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	old := w.e.Set()
@@ -232,36 +247,47 @@ func (w *Watcher) apply(ctx context.Context, docs []Document, files string, read
 	}
 	if key == w.seen {
 		r.Err = w.seenErr
-		return r
+		return r, false
 	}
 	r.Changed = true
 	if readErr != nil {
 		r.Err = readErr
-	} else {
-		set, err := NewSet(docs...)
-		if err == nil {
-			r.NewRevision, r.Policies = set.Digest(), set.Len()
-			if set.Digest() == old.Digest() {
-				w.seen, w.seenErr = key, nil
-				return r // the same policies: nothing to swap
-			}
-			_, err = w.e.Swap(set)
-		}
-		if err != nil {
-			r.Err = err
-		} else {
-			r.Loaded = true
-		}
+		w.seen, w.seenErr = key, r.Err
+		w.record(ctx, r)
+		return r, true
 	}
-	w.seen, w.seenErr = key, r.Err
-	w.record(ctx, r)
-	if w.notify != nil {
-		w.notify(r)
+	set, err := NewSet(docs...)
+	if err == nil {
+		r.NewRevision, r.Policies = set.Digest(), set.Len()
+		if set.Digest() == old.Digest() {
+			w.seen, w.seenErr = key, nil
+			return r, true // the same policies: nothing to swap
+		}
+		err = w.e.check(set)
 	}
-	return r
+	if err != nil {
+		r.Err = err
+		w.seen, w.seenErr = key, r.Err
+		w.record(ctx, r)
+		return r, true
+	}
+	// No unaudited change of policy: the record is written before the
+	// swap, and a version that cannot be recorded is not loaded (it is
+	// tried again on the next look).
+	r.Loaded = true
+	if aerr := w.record(ctx, r); aerr != nil {
+		r.Loaded = false
+		r.Err = fmt.Errorf("policy: version not loaded: audit record not written: %w", aerr)
+		return r, true
+	}
+	w.e.cur.Store(set)
+	w.seen, w.seenErr = key, nil
+	return r, true
 }
 
-func (w *Watcher) record(ctx context.Context, r Reload) {
+// record logs and audits r; for a version to be loaded, it returns the
+// audit sink's error, and logs nothing when there is one.
+func (w *Watcher) record(ctx context.Context, r Reload) error {
 	ev := audit.Event{
 		Time: w.now(),
 		Kind: audit.KindPolicyLoad,
@@ -282,15 +308,24 @@ func (w *Watcher) record(ctx context.Context, r Reload) {
 	}
 	if r.Err != nil {
 		ev.Kind, ev.Outcome, ev.Error = audit.KindPolicyReject, audit.OutcomeError, r.Err.Error()
+	}
+	var aerr error
+	if w.sink != nil {
+		aerr = w.sink.Write(context.WithoutCancel(ctx), ev)
+	}
+	switch {
+	case r.Err != nil:
 		w.logger.LogAttrs(ctx, slog.LevelError, "agentguard: policy version refused; the last good set stays in force",
 			append(attrs, slog.String("error", r.Err.Error()))...)
-	} else {
+		if aerr != nil {
+			w.logger.LogAttrs(ctx, slog.LevelError, "agentguard: policy reload not audited",
+				slog.String("source", w.source), slog.String("error", aerr.Error()))
+		}
+	case aerr != nil:
+		w.logger.LogAttrs(ctx, slog.LevelError, "agentguard: policy version not loaded: audit record not written; the last good set stays in force",
+			append(attrs, slog.String("error", aerr.Error()))...)
+	default:
 		w.logger.LogAttrs(ctx, slog.LevelInfo, "agentguard: policy version loaded", attrs...)
 	}
-	if w.sink != nil {
-		if err := w.sink.Write(context.WithoutCancel(ctx), ev); err != nil {
-			w.logger.LogAttrs(ctx, slog.LevelError, "agentguard: policy reload not audited",
-				slog.String("source", w.source), slog.String("error", err.Error()))
-		}
-	}
+	return aerr
 }

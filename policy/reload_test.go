@@ -342,3 +342,53 @@ func TestReloadDuringDecisions(t *testing.T) {
 		t.Fatalf("only %d decisions ran during the reloads", decisions.Load())
 	}
 }
+
+// TestReloadNotLoadedUnaudited: a version whose policy_load record cannot
+// be written is not swapped in; it is once the sink works again.
+func TestReloadNotLoadedUnaudited(t *testing.T) {
+	dir, e, w, rec, logs := newWatched(t)
+	good := e.Set()
+	rec.Fail(errors.New("disk full"))
+	writeFile(t, dir, "refund.cedar", allowRefund+forbidRefund)
+	r, err := w.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "audit record not written") || r.Loaded || e.Set() != good {
+		t.Fatalf("unaudited version: %+v, %v; engine set swapped: %v", r, err, e.Set() != good)
+	}
+	if !strings.Contains(logs.String(), "not loaded") {
+		t.Fatalf("log = %q", logs.String())
+	}
+	rec.Recover()
+	r, err = w.Reload(context.Background())
+	if err != nil || !r.Loaded || e.Set().Digest() != r.NewRevision {
+		t.Fatalf("after the sink recovered: %+v, %v", r, err)
+	}
+	if evs := rec.Kind(audit.KindPolicyLoad); len(evs) != 1 || evs[0].PolicyChange.NewRevision != r.NewRevision {
+		t.Fatalf("policy_load records = %+v", rec.Events())
+	}
+}
+
+// TestLoadDirConfigMapLayout: a Kubernetes ConfigMap volume links each file
+// at the top to a hidden timestamped directory through "..data"; the
+// policies load once, and hidden files are ignored.
+func TestLoadDirConfigMapLayout(t *testing.T) {
+	dir := t.TempDir()
+	ts := filepath.Join(dir, "..2026_11_26_00_00_00.000000001")
+	if err := os.Mkdir(ts, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ts, "refund.cedar", allowRefund)
+	if err := os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "refund.cedar"), filepath.Join(dir, "refund.cedar")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, ".refund.cedar.swp.cedar", "not cedar at all")
+	set, err := policy.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Len() != 1 {
+		t.Fatalf("%d policies, want 1: %v", set.Len(), set.IDs())
+	}
+}

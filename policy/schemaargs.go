@@ -46,6 +46,12 @@ type argAttr struct {
 	conv     *argConv
 }
 
+// declared reports whether a record conversion declares attribute name.
+func (c *argConv) declared(name string) bool {
+	_, ok := slices.BinarySearchFunc(c.attrs, name, func(a argAttr, n string) int { return strings.Compare(a.name, n) })
+	return ok
+}
+
 // newArgConv builds the conversion for a resolved Cedar type.
 func newArgConv(t resolved.IsType) *argConv {
 	switch t := t.(type) {
@@ -166,7 +172,8 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 			out, err = types.ParseIPAddr(s)
 		}
 		if err != nil {
-			return nil, &argError{msg: err.Error()}
+			// cedar-go's message quotes the value: say only what was expected.
+			return nil, &argError{msg: "expected " + [...]string{argDatetime: "a datetime", argDuration: "a duration", argIPAddr: "an IP address"}[c.kind]}
 		}
 		return out, nil
 	case argSet:
@@ -191,10 +198,28 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 		if !ok {
 			return nil, mismatch("an object", v)
 		}
-		// Only the declared attributes are kept: a validated policy cannot
-		// read others, and `has` on them must stay false, as the validator
-		// assumed.
 		m := scratchRecord()
+		// Undeclared properties are kept, untyped: the tool gets them, so
+		// `context.args has x` must be true for policy too (the validator
+		// types it false, and would let a forbid on it pass as one that can
+		// never apply). A property whose name differs from a declared one
+		// only in case is refused: a Go tool (encoding/json) would read it
+		// as the declared one, which policy would not see.
+		for k, e := range o {
+			if e == nil || c.declared(k) {
+				continue
+			}
+			for i := range c.attrs {
+				if strings.EqualFold(k, c.attrs[i].name) {
+					return nil, &argError{path: pathName(k), msg: fmt.Sprintf("argument name differs only in case from the declared %s", pathName(c.attrs[i].name))}
+				}
+			}
+			cv, err := jsonToCedar(e)
+			if err != nil {
+				return nil, at(err, pathName(k))
+			}
+			m[cedar.String(k)] = cv
+		}
 		for i := range c.attrs {
 			a := &c.attrs[i]
 			e, ok := o[a.name]
@@ -238,10 +263,10 @@ func numberToLong(n json.Number) (cedar.Value, error) {
 	}
 	r, ok := numberRat(n)
 	if !ok || !r.IsInt() {
-		return nil, &argError{msg: fmt.Sprintf("expected an integer, got %s", n)}
+		return nil, &argError{msg: "expected an integer, got a number with a fractional part"}
 	}
 	if !r.Num().IsInt64() {
-		return nil, &argError{msg: fmt.Sprintf("integer %s is out of range for policy (64 bits)", n)}
+		return nil, &argError{msg: "integer is out of range for policy (64 bits)"}
 	}
 	return cedar.Long(r.Num().Int64()), nil
 }
@@ -263,7 +288,7 @@ func numberToDecimal(n json.Number) (cedar.Value, error) {
 			}
 		}
 	}
-	return nil, &argError{msg: fmt.Sprintf("number %s is not representable in policy (decimals hold four fractional digits, up to about 9.2e14)", n)}
+	return nil, &argError{msg: "number is not representable in policy (decimals hold four fractional digits, up to about 9.2e14)"}
 }
 
 // plainDecimal reads a number written without an exponent and with at most

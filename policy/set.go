@@ -124,7 +124,8 @@ func LoadFiles(paths ...string) (*Set, error) {
 }
 
 // LoadFS parses every file of fsys whose name ends in ".cedar", walking the
-// whole tree in lexical order, into one set. A tree with no such file is an
+// whole tree in lexical order and skipping hidden entries (names starting
+// with "."), into one set. A tree with no such file is an
 // error, so that a wrong path cannot silently load an empty (deny-all) set.
 func LoadFS(fsys fs.FS) (*Set, error) {
 	docs, err := readTree(fsys, "")
@@ -150,6 +151,15 @@ func readTree(fsys fs.FS, prefix string) ([]Document, error) {
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		// Hidden entries are skipped: editors' temporary files, and the
+		// "..data" and "..<timestamp>" directories of a Kubernetes
+		// ConfigMap volume, whose files are also linked at the top.
+		if p != "." && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if d.IsDir() || path.Ext(p) != ".cedar" {
 			return nil

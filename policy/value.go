@@ -123,12 +123,12 @@ func numberToCedar(n json.Number) (cedar.Value, error) {
 	// can never fit a Long or a decimal anyway.
 	if i := strings.IndexAny(n.String(), "eE"); i >= 0 {
 		if e, err := strconv.Atoi(n.String()[i+1:]); err != nil || e > 40 || e < -40 {
-			return nil, fmt.Errorf("number %s is not representable in policy", n)
+			return nil, errors.New("number is not representable in policy")
 		}
 	}
 	r, ok := new(big.Rat).SetString(n.String())
 	if !ok {
-		return nil, fmt.Errorf("number %s is not representable in policy", n)
+		return nil, errors.New("number is not representable in policy")
 	}
 	if r.IsInt() && r.Num().IsInt64() {
 		return cedar.Long(r.Num().Int64()), nil
@@ -137,11 +137,11 @@ func numberToCedar(n json.Number) (cedar.Value, error) {
 	// exact integer that fits.
 	scaled := new(big.Rat).Mul(r, big.NewRat(10000, 1))
 	if !scaled.IsInt() || !scaled.Num().IsInt64() {
-		return nil, fmt.Errorf("number %s is not representable in policy (decimals hold four fractional digits)", n)
+		return nil, errors.New("number is not representable in policy (decimals hold four fractional digits)")
 	}
 	d, err := types.NewDecimal(scaled.Num().Int64(), -4)
 	if err != nil {
-		return nil, fmt.Errorf("number %s: %w", n, err)
+		return nil, errors.New("number is not representable in policy")
 	}
 	return d, nil
 }
