@@ -88,17 +88,18 @@ func (e *CedarEngine) delegation(req *Request) cedar.Value {
 	if len(chain) > 0 {
 		cache = &e.delegationChains
 	}
-	return cache.get(key, func() cedar.Value {
-		uids := make([]cedar.Value, len(chain))
-		for i, c := range chain {
-			uids[i] = cedar.NewEntityUID(TypeAgent, cedar.String(c.String()))
-		}
-		return cedar.NewRecord(cedar.RecordMap{
-			"depth":        cedar.Long(len(chain)),
-			"chain":        cedar.NewSet(uids...),
-			"on_behalf_of": cedar.String(req.Task.OnBehalfOf),
-		})
-	})
+	if v, ok := cache.load(key); ok {
+		return v
+	}
+	uids := make([]cedar.Value, len(chain))
+	for i, c := range chain {
+		uids[i] = cedar.NewEntityUID(TypeAgent, cedar.String(c.String()))
+	}
+	return cache.store(key, cedar.NewRecord(cedar.RecordMap{
+		"depth":        cedar.Long(len(chain)),
+		"chain":        cedar.NewSet(uids...),
+		"on_behalf_of": cedar.String(req.Task.OnBehalfOf),
+	}))
 }
 
 // valueCache memoizes immutable Cedar values by a string key, up to
@@ -111,11 +112,16 @@ type valueCache struct {
 
 const maxCached = 4096
 
-func (c *valueCache) get(key string, build func() cedar.Value) cedar.Value {
-	if v, ok := c.m.Load(key); ok {
-		return v.(cedar.Value)
+func (c *valueCache) load(key string) (cedar.Value, bool) {
+	v, ok := c.m.Load(key)
+	if !ok {
+		return nil, false
 	}
-	v := build()
+	return v.(cedar.Value), true
+}
+
+// store keeps v for key, while the cache has room, and returns it.
+func (c *valueCache) store(key string, v cedar.Value) cedar.Value {
 	if c.n.Load() < maxCached {
 		if _, loaded := c.m.LoadOrStore(key, v); !loaded {
 			c.n.Add(1)
@@ -132,13 +138,20 @@ func (e *CedarEngine) stringSet(ss []string) cedar.Value {
 	case 0:
 		return emptySet
 	case 1:
-		return e.sets.get(ss[0], func() cedar.Value { return stringSet(ss) })
+		if v, ok := e.sets.load(ss[0]); ok {
+			return v
+		}
+		return e.sets.store(ss[0], stringSet(ss))
 	}
 	var b strings.Builder
 	for _, s := range ss {
 		writeKeyPart(&b, s)
 	}
-	return e.multiSets.get(b.String(), func() cedar.Value { return stringSet(ss) })
+	key := b.String()
+	if v, ok := e.multiSets.load(key); ok {
+		return v
+	}
+	return e.multiSets.store(key, stringSet(ss))
 }
 
 // writeKeyPart writes s length-prefixed, so that a sequence of parts
@@ -336,15 +349,7 @@ func (e *CedarEngine) evaluate(set *Set, ix *index, ps *cedar.PolicySet, ents *r
 // differs reports whether a shadow decision b differs from the enforced a in
 // what the guard would do: allow or deny, or the obligations.
 func differs(a, b Decision) bool {
-	if a.Allowed != b.Allowed || len(a.Obligations) != len(b.Obligations) {
-		return true
-	}
-	for i := range a.Obligations {
-		if a.Obligations[i] != b.Obligations[i] {
-			return true
-		}
-	}
-	return false
+	return a.Allowed != b.Allowed || !slices.Equal(a.Obligations, b.Obligations)
 }
 
 func shadowOf(mode string, d Decision) ShadowDecision {

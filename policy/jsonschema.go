@@ -512,6 +512,15 @@ func attrPathSegment(name string) string {
 	return "[" + strconv.Quote(name) + "]"
 }
 
+// cedarName is name as a Cedar record type writes it: bare when it is an
+// identifier, else quoted.
+func cedarName(name string) string {
+	if isIdent(name) {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
 func isIdent(s string) bool {
 	if s == "" {
 		return false

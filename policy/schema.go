@@ -339,7 +339,7 @@ func resolvedString(t resolved.IsType) string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(pathName(string(k)))
+			b.WriteString(cedarName(string(k)))
 			if t[k].Optional {
 				b.WriteString("?")
 			}

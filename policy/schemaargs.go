@@ -13,6 +13,8 @@ import (
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
+
+	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // argKind is what a conversion node makes of a JSON value.
@@ -87,45 +89,8 @@ func newArgConv(t resolved.IsType) *argConv {
 	return &argConv{kind: argAny}
 }
 
-// argError is a conversion error at a path in the arguments.
-type argError struct {
-	path string
-	msg  string
-}
-
-func (e *argError) Error() string {
-	if e.path == "" {
-		return e.msg
-	}
-	return e.path + ": " + e.msg
-}
-
-// at prefixes err's path with seg, a name or [index].
-func at(err error, seg string) error {
-	var ae *argError
-	if !errors.As(err, &ae) {
-		return &argError{path: seg, msg: err.Error()}
-	}
-	switch {
-	case ae.path == "":
-		ae.path = seg
-	case strings.HasPrefix(ae.path, "["):
-		ae.path = seg + ae.path
-	default:
-		ae.path = seg + "." + ae.path
-	}
-	return ae
-}
-
-func pathName(name string) string {
-	if isIdent(name) {
-		return name
-	}
-	return strconv.Quote(name)
-}
-
 func mismatch(want string, got any) error {
-	return &argError{msg: fmt.Sprintf("expected %s, got %s", want, jsonKind(got))}
+	return fmt.Errorf("expected %s, got %s", want, jsonKind(got))
 }
 
 // convert converts v, a value parsed from JSON with json.Number, to the
@@ -173,7 +138,7 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 		}
 		if err != nil {
 			// cedar-go's message quotes the value: say only what was expected.
-			return nil, &argError{msg: "expected " + [...]string{argDatetime: "a datetime", argDuration: "a duration", argIPAddr: "an IP address"}[c.kind]}
+			return nil, errors.New("expected " + [...]string{argDatetime: "a datetime", argDuration: "a duration", argIPAddr: "an IP address"}[c.kind])
 		}
 		return out, nil
 	case argSet:
@@ -188,7 +153,7 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 			}
 			cv, err := c.elem.convert(e)
 			if err != nil {
-				return nil, at(err, "["+strconv.Itoa(i)+"]")
+				return nil, canonical.AtIndex(err, i)
 			}
 			s = append(s, cv)
 		}
@@ -211,12 +176,12 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 			}
 			for i := range c.attrs {
 				if strings.EqualFold(k, c.attrs[i].name) {
-					return nil, &argError{path: pathName(k), msg: fmt.Sprintf("argument name differs only in case from the declared %s", pathName(c.attrs[i].name))}
+					return nil, canonical.AtKey(fmt.Errorf("argument name differs only in case from the declared %s", cedarName(c.attrs[i].name)), k)
 				}
 			}
 			cv, err := jsonToCedar(e)
 			if err != nil {
-				return nil, at(err, pathName(k))
+				return nil, canonical.AtKey(err, k)
 			}
 			m[cedar.String(k)] = cv
 		}
@@ -227,11 +192,11 @@ func (c *argConv) convert(v any) (cedar.Value, error) {
 				if a.optional {
 					continue
 				}
-				return nil, &argError{path: pathName(a.name), msg: "required argument is missing"}
+				return nil, canonical.AtKey(errors.New("required argument is missing"), a.name)
 			}
 			cv, err := a.conv.convert(e)
 			if err != nil {
-				return nil, at(err, pathName(a.name))
+				return nil, canonical.AtKey(err, a.name)
 			}
 			m[a.key] = cv
 		}
@@ -263,10 +228,10 @@ func numberToLong(n json.Number) (cedar.Value, error) {
 	}
 	r, ok := numberRat(n)
 	if !ok || !r.IsInt() {
-		return nil, &argError{msg: "expected an integer, got a number with a fractional part"}
+		return nil, errors.New("expected an integer, got a number with a fractional part")
 	}
 	if !r.Num().IsInt64() {
-		return nil, &argError{msg: "integer is out of range for policy (64 bits)"}
+		return nil, errors.New("integer is out of range for policy (64 bits)")
 	}
 	return cedar.Long(r.Num().Int64()), nil
 }
@@ -288,7 +253,7 @@ func numberToDecimal(n json.Number) (cedar.Value, error) {
 			}
 		}
 	}
-	return nil, &argError{msg: "number is not representable in policy (decimals hold four fractional digits, up to about 9.2e14)"}
+	return nil, errors.New("number is not representable in policy (decimals hold four fractional digits, up to about 9.2e14)")
 }
 
 // plainDecimal reads a number written without an exponent and with at most

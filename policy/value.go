@@ -4,13 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/cedar-policy/cedar-go"
-	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/agentguard/go-sdk/internal/canonical"
 )
@@ -119,31 +116,10 @@ func numberToCedar(n json.Number) (cedar.Value, error) {
 	if i, err := n.Int64(); err == nil {
 		return cedar.Long(i), nil
 	}
-	// A huge exponent makes big.Rat slow (1e999999 takes tens of ms) and
-	// can never fit a Long or a decimal anyway.
-	if i := strings.IndexAny(n.String(), "eE"); i >= 0 {
-		if e, err := strconv.Atoi(n.String()[i+1:]); err != nil || e > 40 || e < -40 {
-			return nil, errors.New("number is not representable in policy")
-		}
+	if r, ok := numberRat(n); ok && r.IsInt() && r.Num().IsInt64() {
+		return cedar.Long(r.Num().Int64()), nil // 5.0, 5e2
 	}
-	r, ok := new(big.Rat).SetString(n.String())
-	if !ok {
-		return nil, errors.New("number is not representable in policy")
-	}
-	if r.IsInt() && r.Num().IsInt64() {
-		return cedar.Long(r.Num().Int64()), nil
-	}
-	// Decimal holds four fractional digits: scale by 10^4 and require an
-	// exact integer that fits.
-	scaled := new(big.Rat).Mul(r, big.NewRat(10000, 1))
-	if !scaled.IsInt() || !scaled.Num().IsInt64() {
-		return nil, errors.New("number is not representable in policy (decimals hold four fractional digits)")
-	}
-	d, err := types.NewDecimal(scaled.Num().Int64(), -4)
-	if err != nil {
-		return nil, errors.New("number is not representable in policy")
-	}
-	return d, nil
+	return numberToDecimal(n)
 }
 
 func stringSet(ss []string) cedar.Set {

@@ -63,7 +63,8 @@ func Decode[T, O, A any](raw []byte, b Builder[T, O, A]) (T, error) {
 	d := decoder[T, O, A]{b: raw, build: b}
 	v, err := d.value()
 	if err != nil {
-		if errors.Is(err, errBuild) {
+		var pe *PathError
+		if errors.As(err, &pe) {
 			return zero, err // the builder's, with where it arose
 		}
 		return zero, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -71,36 +72,62 @@ func Decode[T, O, A any](raw []byte, b Builder[T, O, A]) (T, error) {
 	return v, nil
 }
 
-// errBuild marks an error of the builder rather than of the document.
-var errBuild = errors.New("build")
-
-// buildError is an error of the builder at path.
-type buildError struct {
-	path string
-	err  error
+// PathError is an error about the value at a path in a document, such as
+// items[2].price. Decode returns a builder's errors as PathErrors.
+type PathError struct {
+	// Path is where: keys joined by ".", indexes in brackets, a key that is
+	// not a plain name quoted. Empty for the document itself.
+	Path string
+	Err  error
 }
 
-func (e *buildError) Error() string {
-	if e.path == "" {
-		return e.err.Error()
+func (e *PathError) Error() string {
+	if e.Path == "" {
+		return e.Err.Error()
 	}
-	return e.path + ": " + e.err.Error()
-}
-func (e *buildError) Unwrap() error { return e.err }
-func (e *buildError) Is(t error) bool {
-	return t == errBuild
+	return e.Path + ": " + e.Err.Error()
 }
 
-// at adds one step of path to a builder's error.
+func (e *PathError) Unwrap() error { return e.Err }
+
+// AtKey puts err at member key of an object: in front of its path if it is
+// a PathError, else as a PathError of its own.
+func AtKey(err error, key string) error {
+	if !plainName(key) {
+		key = strconv.Quote(key)
+	}
+	return at(err, key)
+}
+
+// AtIndex puts err at element i of an array, as AtKey does.
+func AtIndex(err error, i int) error { return at(err, "["+strconv.Itoa(i)+"]") }
+
 func at(err error, step string) error {
-	var be *buildError
-	if errors.As(err, &be) {
-		if be.path == "" || strings.HasPrefix(be.path, "[") {
-			return &buildError{path: step + be.path, err: be.err}
-		}
-		return &buildError{path: step + "." + be.path, err: be.err}
+	var pe *PathError
+	if !errors.As(err, &pe) {
+		return &PathError{Path: step, Err: err}
 	}
-	return err
+	switch {
+	case pe.Path == "":
+		return &PathError{Path: step, Err: pe.Err}
+	case strings.HasPrefix(pe.Path, "["):
+		return &PathError{Path: step + pe.Path, Err: pe.Err}
+	}
+	return &PathError{Path: step + "." + pe.Path, Err: pe.Err}
+}
+
+// plainName reports whether key is a letter or underscore followed by
+// letters, digits and underscores, written unquoted in a path.
+func plainName(key string) bool {
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
+		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && c >= '0' && c <= '9':
+		default:
+			return false
+		}
+	}
+	return key != ""
 }
 
 // anyBuilder builds what Parse returns.
@@ -208,7 +235,7 @@ func (d *decoder[T, O, A]) value() (T, error) {
 			d.i++ // ':'
 			v, err := d.value()
 			if err != nil {
-				return zero, at(err, key)
+				return zero, nested(err, func(err error) error { return AtKey(err, key) })
 			}
 			obj = d.build.Member(obj, key, v)
 			d.space()
@@ -229,7 +256,7 @@ func (d *decoder[T, O, A]) value() (T, error) {
 		for n := 0; ; n++ {
 			v, err := d.value()
 			if err != nil {
-				return zero, at(err, "["+strconv.Itoa(n)+"]")
+				return zero, nested(err, func(err error) error { return AtIndex(err, n) })
 			}
 			arr = d.build.Element(arr, v)
 			d.space()
@@ -263,10 +290,24 @@ func (d *decoder[T, O, A]) value() (T, error) {
 	}
 }
 
-// built marks an error of the builder as such.
+// nested places a builder's error (a PathError) in its enclosing value; an
+// error of the document itself passes through.
+func nested(err error, place func(error) error) error {
+	var pe *PathError
+	if errors.As(err, &pe) {
+		return place(err)
+	}
+	return err
+}
+
+// built marks an error of the builder as such: a PathError.
 func (d *decoder[T, O, A]) built(v T, err error) (T, error) {
 	if err != nil {
-		return v, &buildError{err: err}
+		var pe *PathError
+		if errors.As(err, &pe) {
+			return v, err
+		}
+		return v, &PathError{Err: err}
 	}
 	return v, nil
 }
