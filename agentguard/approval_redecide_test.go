@@ -31,7 +31,7 @@ func TestApprovalKindAddedAtRedecideDenies(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			return agentguard.Approval{Granted: true, Approvers: []string{"bob"}}, nil
+			return r.Grant("bob"), nil
 		})))
 	var runs atomic.Int64
 	_, err := env.Guard.Invoke(context.Background(), counted("refund", &runs), agentguard.Call{Args: json.RawMessage(`{}`)})

@@ -40,7 +40,7 @@ func TestApprovalAfterExpiryRefused(t *testing.T) {
 			mu.Lock()
 			now = now.Add(time.Hour) // the human answers an hour later
 			mu.Unlock()
-			return agentguard.Approval{Granted: true, Approvers: []string{"alice"}}, nil
+			return r.Grant("alice"), nil
 		})))
 	var runs atomic.Int64
 	_, err = env.Guard.Invoke(context.Background(), counted("send_email", &runs), agentguard.Call{})
@@ -60,10 +60,10 @@ func TestApprovalDecidesAgain(t *testing.T) {
 	waiting := make(chan struct{})
 	release := make(chan struct{})
 	env := agentguardtest.New(t, eng, "tok",
-		agentguard.WithApprover(agentguard.ApproverFunc(func(ctx context.Context, _ *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+		agentguard.WithApprover(agentguard.ApproverFunc(func(ctx context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
 			close(waiting)
 			<-release
-			return agentguard.Approval{Granted: true, Approvers: []string{"alice"}}, nil
+			return req.Grant("alice"), nil
 		})))
 	var sends atomic.Int64
 	send := counted("send_email", &sends)
@@ -99,8 +99,8 @@ func TestApprovalDecidesAgain(t *testing.T) {
 func TestApprovalReachesPolicy(t *testing.T) {
 	rules := policytest.NewRules(policytest.Rule{ID: "send", Tool: "send_email", Approval: "one"})
 	env := agentguardtest.New(t, rules, "tok", agentguard.WithApprover(agentguard.ApproverFunc(
-		func(context.Context, *agentguard.ApprovalRequest) (agentguard.Approval, error) {
-			return agentguard.Approval{Granted: true, Approvers: []string{"alice"}}, nil
+		func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+			return req.Grant("alice"), nil
 		})))
 	var runs atomic.Int64
 	if _, err := env.Guard.Invoke(context.Background(), counted("send_email", &runs), agentguard.Call{}); err != nil {

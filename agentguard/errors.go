@@ -46,6 +46,16 @@ var (
 	// ErrObligation: policy set an obligation on the call that was not
 	// fulfilled: its handler refused, or the guard has no handler for it.
 	ErrObligation = errors.New("agentguard: policy obligation not fulfilled")
+	// ErrApprovalTimeout: no approver answered before the request expired.
+	// Approvers return it (wrapped) for a request nobody decided in time;
+	// the call is denied with ErrApprovalRequired, which wraps it.
+	ErrApprovalTimeout = errors.New("agentguard: approval timed out")
+	// ErrSuspended: the agent, an agent up its delegation chain, or its
+	// trust domain is suspended (Guard.Suspend).
+	ErrSuspended = errors.New("agentguard: agent suspended")
+	// ErrBudget: the task has used up a budget (Budget): its calls, its
+	// calls of the tool, or its calls per minute.
+	ErrBudget = errors.New("agentguard: task budget exhausted")
 )
 
 // Steps of the pipeline, as named in DenyError.Step, audit records and spans.
@@ -65,6 +75,10 @@ const (
 	StepAudit      = "audit"
 	// StepDelegate checks a delegation: its depth, its handoff proof.
 	StepDelegate = "delegate"
+	// StepSuspend refuses the calls of a suspended agent (Guard.Suspend).
+	StepSuspend = "suspend"
+	// StepBudget refuses a call past one of the task's budgets.
+	StepBudget = "budget"
 )
 
 // DenyError is the error of a call the guard refused. The tool did not run,
@@ -166,3 +180,43 @@ func (e *DelegationError) Is(target error) bool { return target == ErrDenied }
 
 // Unwrap returns the cause.
 func (e *DelegationError) Unwrap() error { return e.Err }
+
+// ChangeError is the error of a change of a tool definition or a prompt
+// that the guard refused: policy did not permit it (Action::"change_toolset",
+// Action::"change_prompt") or no approver granted it. The definition or
+// prompt pinned before stays in force. It matches ErrDenied and its cause.
+type ChangeError struct {
+	// Action is ApproveToolChange or ApprovePromptChange.
+	Action string
+	// Name is the tool's or the prompt's name; Toolset the tool's toolset.
+	Name    string
+	Toolset string
+	// Fingerprint is the refused definition's or prompt's.
+	Fingerprint string
+	// Step is the step that refused: guard, identify, suspend, authorize,
+	// approve or audit.
+	Step     string
+	Policies []string
+	Reason   string
+	// Err is the cause: ErrApprovalRequired, ErrPolicy, ErrNoIdentity, ...
+	// wrapping any underlying error. Nil for a plain policy denial.
+	Err error
+}
+
+// Error describes the refusal.
+func (e *ChangeError) Error() string {
+	var b strings.Builder
+	what := "tool"
+	if e.Action == ApprovePromptChange {
+		what = "prompt"
+	}
+	fmt.Fprintf(&b, "agentguard: change of %s %q denied at %s", what, e.Name, e.Step)
+	writeDenial(&b, e.Reason, e.Policies, e.Err)
+	return b.String()
+}
+
+// Is reports true for ErrDenied.
+func (e *ChangeError) Is(target error) bool { return target == ErrDenied }
+
+// Unwrap returns the cause.
+func (e *ChangeError) Unwrap() error { return e.Err }

@@ -75,9 +75,9 @@ func TestPipelineOrder(t *testing.T) {
 			return policy.Decision{Allowed: true, Policies: []string{"p1"},
 				Obligations: []policy.Obligation{{Name: policy.ObligationApproval, Value: "one", PolicyID: "p1"}}}
 		})),
-		agentguard.WithApprover(agentguard.ApproverFunc(func(context.Context, *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+		agentguard.WithApprover(agentguard.ApproverFunc(func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
 			step("approve")
-			return agentguard.Approval{Granted: true, Approvers: []string{"alice"}}, nil
+			return req.Grant("alice"), nil
 		})),
 		agentguard.WithBroker(brokerFunc{
 			lease: func(ctx context.Context, r credentials.Request) (*credentials.Credential, error) {
@@ -169,8 +169,8 @@ func TestFailClosed(t *testing.T) {
 		{name: "approval without approver", engine: policytest.NewRules(policytest.Rule{ID: "r", Approval: "one"}),
 			wantErr: agentguard.ErrApprovalRequired, wantStep: agentguard.StepApprove},
 		{name: "approval refused", engine: policytest.NewRules(policytest.Rule{ID: "r", Approval: "one"}),
-			opts: []agentguard.Option{agentguard.WithApprover(agentguard.ApproverFunc(func(context.Context, *agentguard.ApprovalRequest) (agentguard.Approval, error) {
-				return agentguard.Approval{Granted: false, Approvers: []string{"bob"}, Reason: "no"}, nil
+			opts: []agentguard.Option{agentguard.WithApprover(agentguard.ApproverFunc(func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+				return req.Refuse("no", "bob"), nil
 			}))}, wantErr: agentguard.ErrApprovalRequired, wantStep: agentguard.StepApprove},
 		{name: "approver error", engine: policytest.NewRules(policytest.Rule{ID: "r", Approval: "one"}),
 			opts: []agentguard.Option{agentguard.WithApprover(agentguard.ApproverFunc(func(context.Context, *agentguard.ApprovalRequest) (agentguard.Approval, error) {

@@ -378,7 +378,9 @@ func TestObligationAfterApproval(t *testing.T) {
 	approver := func(log *obligationLog, grant bool) agentguard.Option {
 		return agentguard.WithApprover(agentguard.ApproverFunc(func(_ context.Context, r *agentguard.ApprovalRequest) (agentguard.Approval, error) {
 			log.note("approve " + r.Kind)
-			return agentguard.Approval{Granted: grant, Approvers: []string{"alice"}}, nil
+			a := r.Grant("alice")
+			a.Granted = grant
+			return a, nil
 		}))
 	}
 

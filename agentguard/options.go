@@ -34,6 +34,18 @@ type config struct {
 	depthSet    bool
 	bundles     jwtbundle.Source
 	obligations map[string]ObligationFunc
+	// riskApproval is the lowest tool risk that needs an approval on every
+	// call; riskApprovalSet says it was set.
+	riskApproval    Risk
+	riskApprovalSet bool
+}
+
+// WithRiskApproval makes every call of a tool whose Risk is min or higher
+// ask the Approver, whatever policy says (kind "risk-<level>", such as
+// "risk-high"). Policy still decides first: approval never allows a call
+// policy denies.
+func WithRiskApproval(min Risk) Option {
+	return func(c *config) { c.riskApproval, c.riskApprovalSet = min, true }
 }
 
 // ObligationFunc fulfils an obligation that a deciding permit policy sets

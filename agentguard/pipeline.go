@@ -194,12 +194,22 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		span.SetAttributes(AttrChain.StringSlice(p.ev.Chain))
 	}
 
+	// The runtime controls: a suspended agent is refused at once, and a
+	// task whose budget is spent before policy or a human is asked.
+	task.noteAgent(id)
+	p.step = StepSuspend
+	if err := g.checkSuspended(id); err != nil {
+		return p.deny(ctx, StepSuspend, "agent suspended", nil, err)
+	}
+	p.step = StepBudget
+	if err := task.checkBudget(t.Name, p.start); err != nil {
+		return p.deny(ctx, StepBudget, "task budget exhausted", nil, err)
+	}
+
 	// 2. Check integrity.
 	p.step = StepIntegrity
-	if g.cfg.integrity != nil {
-		if err := g.cfg.integrity.Verify(ctx, t); err != nil {
-			return p.deny(ctx, StepIntegrity, "tool definition not trusted", nil, fmt.Errorf("%w: %w", ErrIntegrity, err))
-		}
+	if err := g.verifyTool(ctx, t); err != nil {
+		return p.deny(ctx, StepIntegrity, "tool definition not trusted", nil, fmt.Errorf("%w: %w", ErrIntegrity, err))
 	}
 
 	// 3. Authorize.
@@ -220,8 +230,11 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	// 4. Approve, and fulfil the other obligations.
 	p.step = StepApprove
 	approval, others := splitObligations(d.Obligations)
+	if g.cfg.riskApprovalSet && t.Risk >= g.cfg.riskApproval {
+		approval = append(approval, policy.Obligation{Name: policy.ObligationApproval, Value: "risk-" + t.Risk.String()})
+	}
 	if len(approval) > 0 {
-		a, err := p.approve(ctx, id, task, approval, d.Policies)
+		a, err := p.approve(ctx, id, task, approval, d)
 		if err != nil {
 			return nil, err
 		}
@@ -267,6 +280,18 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		if res, err, denied := p.lease(ctx, task); denied {
 			return res, err
 		}
+	}
+
+	// Last checks before the tool runs: a suspension that came while the
+	// call waited denies it, and the budget is taken, atomically, so that
+	// concurrent calls cannot overrun it.
+	p.step = StepSuspend
+	if err := g.checkSuspended(id); err != nil {
+		return p.deny(ctx, StepSuspend, "agent suspended", nil, err)
+	}
+	p.step = StepBudget
+	if err := task.admit(t.Name, g.cfg.now()); err != nil {
+		return p.deny(ctx, StepBudget, "task budget exhausted", nil, err)
 	}
 
 	// 6. Execute.
@@ -661,54 +686,69 @@ func combineEnforced(chain []spiffeid.ID, ds []policy.Decision) policy.Decision 
 	return out
 }
 
-// approve asks the approver. A nil error means granted in time; otherwise
-// the call was denied and recorded, and the error is the call's.
-func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, obs []policy.Obligation, policies []string) (Approval, error) {
+// approve asks the approver. A nil error means granted in time, for this
+// call; otherwise the call was denied and recorded, and the error is the
+// call's.
+func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, obs []policy.Obligation, d policy.Decision) (Approval, error) {
 	kinds := make([]string, 0, len(obs))
 	for _, o := range obs {
 		kinds = append(kinds, o.Value)
 	}
 	kinds = canonical.SortedSet(kinds)
-	p.ev.Approval = &audit.Approval{Required: true}
-	if p.g.cfg.approver == nil {
-		_, err := p.deny(ctx, StepApprove, "policy requires approval and no approver is configured", policies, ErrApprovalRequired)
-		return Approval{}, err
-	}
-	bound, _ := canonical.Marshal(map[string]any{
-		"tool": p.tool.Name, "args": json.RawMessage(p.c.Args), "task": task.spec.ID, "agent": id.String(),
+	req := p.g.newApprovalRequest(ApprovalRequest{
+		Action:   ApproveCall,
+		Agent:    id,
+		TaskID:   task.spec.ID,
+		Tool:     p.tool.Name,
+		CallID:   p.c.ID,
+		Args:     p.c.Args,
+		Kind:     strings.Join(kinds, ","),
+		Reason:   d.Reason,
+		Policies: d.Policies,
 	})
-	req := &ApprovalRequest{
-		Agent:     id,
-		TaskID:    task.spec.ID,
-		Tool:      p.tool.Name,
-		CallID:    p.c.ID,
-		Args:      p.c.Args,
-		Digest:    canonical.Digest(bound),
-		Kind:      strings.Join(kinds, ","),
-		Policies:  policies,
-		ExpiresAt: p.g.cfg.now().Add(p.g.cfg.approvalTTL),
-	}
-	a, err := p.g.cfg.approver.Approve(ctx, req)
-	p.ev.Approval.Granted = err == nil && a.Granted
+	p.ev.Approval = &audit.Approval{Required: true, Kind: req.Kind, RequestID: req.ID, Digest: req.Digest}
+	a, status, err := p.g.askApproval(ctx, req)
+	granted := status == ApprovalGranted
+	p.ev.Approval.Granted = granted
+	p.ev.Approval.Status = status
 	p.ev.Approval.Approvers = a.Approvers
-	p.span.AddEvent(EventApprove, trace.WithAttributes(AttrApproval.Bool(p.ev.Approval.Granted), AttrApprovers.StringSlice(a.Approvers)))
-	switch {
-	case err != nil:
-		_, derr := p.deny(ctx, StepApprove, "approver failed", policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
-		return a, derr
-	case !a.Granted:
-		reason := "approval refused"
-		if a.Reason != "" {
-			reason += ": " + a.Reason
-		}
-		_, derr := p.deny(ctx, StepApprove, reason, policies, ErrApprovalRequired)
-		return a, derr
-	case !p.g.cfg.now().Before(req.ExpiresAt):
-		p.ev.Approval.Granted = false
-		_, derr := p.deny(ctx, StepApprove, "approval came after the request expired", policies, ErrApprovalRequired)
-		return a, derr
+	p.ev.Approval.Reason = p.scrub(a.Reason)
+	p.span.AddEvent(EventApprove, trace.WithAttributes(AttrApproval.Bool(granted), AttrApprovalStatus.String(status),
+		AttrApprovers.StringSlice(a.Approvers), AttrApprovalDigest.String(req.Digest)))
+	if granted {
+		return a, nil
 	}
-	return a, nil
+	reason := approvalDenial(status, a)
+	cause := ErrApprovalRequired
+	if err != nil {
+		cause = fmt.Errorf("%w: %w", ErrApprovalRequired, err)
+	}
+	_, derr := p.deny(ctx, StepApprove, reason, d.Policies, cause)
+	return a, derr
+}
+
+// approvalDenial says why an approval of the given status does not count.
+func approvalDenial(status string, a Approval) string {
+	switch status {
+	case ApprovalUnavailable:
+		return "policy requires approval and no approver is configured"
+	case ApprovalTimeout:
+		return "approval timed out"
+	case ApprovalError:
+		return "approver failed"
+	case ApprovalExpired:
+		return "approval came after the request expired"
+	case ApprovalUnbound:
+		return "approval answers another request"
+	}
+	reason := "approval refused"
+	if len(a.Approvers) > 0 {
+		reason += " by " + strings.Join(a.Approvers, ", ")
+	}
+	if a.Reason != "" {
+		reason += ": " + a.Reason
+	}
+	return reason
 }
 
 // execute runs the tool, turning a panic into an error so that the call is

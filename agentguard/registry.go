@@ -122,6 +122,9 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoIdentity, err)
 	}
+	if err := r.g.checkSuspended(id); err != nil {
+		return nil, err
+	}
 	var state policy.Task
 	if task, ok := TaskFromContext(ctx); ok {
 		if state, err = task.snapshot(); err != nil {
@@ -131,7 +134,7 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 	now := r.g.cfg.now()
 	var out []*Tool
 	for _, t := range r.registered() {
-		if r.g.cfg.integrity != nil && r.g.cfg.integrity.Verify(ctx, t) != nil {
+		if r.g.verifyTool(ctx, t) != nil {
 			continue
 		}
 		d, err := r.g.decide(ctx, &policy.Request{

@@ -26,9 +26,14 @@ const (
 	AttrCredentialEvent = attribute.Key("agentguard.credential.event")
 	AttrApproval        = attribute.Key("agentguard.approval.granted")
 	AttrApprovers       = attribute.Key("agentguard.approval.approvers")
-	AttrOutcome         = attribute.Key("agentguard.outcome")
-	AttrDelegatee       = attribute.Key("agentguard.delegatee")
-	AttrHops            = attribute.Key("agentguard.handoff.hops")
+	// AttrApprovalStatus is how an approval ended: granted, refused,
+	// timeout, error, expired, unbound or unavailable.
+	AttrApprovalStatus = attribute.Key("agentguard.approval.status")
+	// AttrApprovalDigest binds an approval to the exact call.
+	AttrApprovalDigest = attribute.Key("agentguard.approval.digest")
+	AttrOutcome        = attribute.Key("agentguard.outcome")
+	AttrDelegatee      = attribute.Key("agentguard.delegatee")
+	AttrHops           = attribute.Key("agentguard.handoff.hops")
 	// AttrShadowMode is the mode of an EventShadow: "shadow" (a shadow
 	// policy set) or "log_only" (@log_only policies).
 	AttrShadowMode = attribute.Key("agentguard.policy.shadow.mode")

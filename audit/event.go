@@ -32,6 +32,17 @@ const (
 	// last good version staying in force. They carry PolicyChange.
 	KindPolicyLoad   Kind = "policy_load"
 	KindPolicyReject Kind = "policy_reject"
+	// KindToolsetChange records a new or changed tool definition reviewed
+	// (policy's Action::"change_toolset" and an approver): Decision allow
+	// when it was pinned, deny when it stays blocked. It carries Change.
+	KindToolsetChange Kind = "toolset_change"
+	// KindPromptChange records a new or changed prompt reviewed likewise
+	// (Action::"change_prompt"). It carries Change, never the prompt.
+	KindPromptChange Kind = "prompt_change"
+	// KindSuspend and KindResume record an agent or a trust domain (Target)
+	// suspended, all its calls denied, and resumed.
+	KindSuspend Kind = "suspend"
+	KindResume  Kind = "resume"
 )
 
 // Decision values.
@@ -87,6 +98,14 @@ type Event struct {
 	// PolicyChange describes a policy reload, for KindPolicyLoad and
 	// KindPolicyReject.
 	PolicyChange *PolicyChange `json:"policy_change,omitempty"`
+	// Change describes a reviewed tool or prompt change, for
+	// KindToolsetChange and KindPromptChange.
+	Change *Change `json:"change,omitempty"`
+	// Target is the SPIFFE ID of the agent, or of the trust domain
+	// (spiffe://<td>), that KindSuspend and KindResume concern.
+	Target string `json:"target,omitempty"`
+	// Tasks are the tasks a suspension ended.
+	Tasks []string `json:"tasks,omitempty"`
 
 	Outcome  string        `json:"outcome,omitempty"`
 	Error    string        `json:"error,omitempty"`
@@ -98,9 +117,34 @@ type Event struct {
 
 // Approval records a human approval step.
 type Approval struct {
-	Required  bool     `json:"required"`
-	Granted   bool     `json:"granted"`
+	Required bool `json:"required"`
+	Granted  bool `json:"granted"`
+	// Status is how it ended: granted, refused, timeout, error, expired
+	// (answered too late), unbound (the answer named another request) or
+	// unavailable (no approver).
+	Status string `json:"status,omitempty"`
+	// Kind is the kind of approval asked for, such as "two-person".
+	Kind string `json:"kind,omitempty"`
+	// RequestID and Digest identify the request and bind it to the call.
+	RequestID string `json:"request_id,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	// Approvers name who decided; Reason is their comment.
 	Approvers []string `json:"approvers,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// Change is a tool definition or a prompt that was new or changed, and
+// reviewed.
+type Change struct {
+	// Action is "change_toolset" or "change_prompt".
+	Action string `json:"action"`
+	// Name is the tool's or prompt's name; Toolset the tool's toolset.
+	Name    string `json:"name"`
+	Toolset string `json:"toolset,omitempty"`
+	// Fingerprint is "sha256:<hex>" of the new definition or prompt;
+	// Previous that of the one pinned before, empty for a new one.
+	Fingerprint string `json:"fingerprint"`
+	Previous    string `json:"previous,omitempty"`
 }
 
 // Credential is what a credential event says about the lease: what it
@@ -191,11 +235,20 @@ func (e Event) LogValue() slog.Value {
 	}
 	add("step", e.Step)
 	add("reason", e.Reason)
-	if e.Approval != nil {
-		a = append(a, slog.Group("approval",
-			slog.Bool("required", e.Approval.Required),
-			slog.Bool("granted", e.Approval.Granted),
-			slog.Any("approvers", e.Approval.Approvers)))
+	if ap := e.Approval; ap != nil {
+		aa := []any{slog.Bool("required", ap.Required), slog.Bool("granted", ap.Granted)}
+		for _, kv := range [][2]string{{"status", ap.Status}, {"kind", ap.Kind}, {"request_id", ap.RequestID}, {"digest", ap.Digest}} {
+			if kv[1] != "" {
+				aa = append(aa, slog.String(kv[0], kv[1]))
+			}
+		}
+		if len(ap.Approvers) > 0 {
+			aa = append(aa, slog.Any("approvers", ap.Approvers))
+		}
+		if ap.Reason != "" {
+			aa = append(aa, slog.String("reason", ap.Reason))
+		}
+		a = append(a, slog.Group("approval", aa...))
 	}
 	if len(e.Leases) > 0 {
 		a = append(a, slog.Any("leases", e.Leases))
@@ -239,6 +292,21 @@ func (e Event) LogValue() slog.Value {
 			pa = append(pa, slog.Int("policies", pc.Policies))
 		}
 		a = append(a, slog.Group("policy_change", pa...))
+	}
+	if c := e.Change; c != nil {
+		ca := []any{slog.String("action", c.Action), slog.String("name", c.Name)}
+		if c.Toolset != "" {
+			ca = append(ca, slog.String("toolset", c.Toolset))
+		}
+		ca = append(ca, slog.String("fingerprint", c.Fingerprint))
+		if c.Previous != "" {
+			ca = append(ca, slog.String("previous", c.Previous))
+		}
+		a = append(a, slog.Group("change", ca...))
+	}
+	add("target", e.Target)
+	if len(e.Tasks) > 0 {
+		a = append(a, slog.Any("tasks", e.Tasks))
 	}
 	add("outcome", e.Outcome)
 	add("error", e.Error)

@@ -427,8 +427,12 @@ func (e *CedarEngine) decision(set *Set, d cedar.Decision, diag cedar.Diagnostic
 			out.Reason = strings.Join(reasons, "; ")
 		}
 	default:
+		var reasons []string
 		for _, id := range out.Policies {
 			anns := set.ps.Get(cedar.PolicyID(id)).Annotations()
+			if r, ok := anns["reason"]; ok {
+				reasons = append(reasons, string(r))
+			}
 			keys := make([]string, 0, len(anns))
 			for k := range anns {
 				if e.obligations[string(k)] {
@@ -440,6 +444,9 @@ func (e *CedarEngine) decision(set *Set, d cedar.Decision, diag cedar.Diagnostic
 				out.Obligations = append(out.Obligations, Obligation{Name: k, Value: string(anns[types.AnnotationKey(k)]), PolicyID: id})
 			}
 		}
+		// A permit's @reason says why it allows, or why it asks for
+		// approval: the approver is shown it.
+		out.Reason = strings.Join(reasons, "; ")
 	}
 	return out
 }
@@ -618,6 +625,7 @@ func (e *CedarEngine) contextRecord(req *Request, listing bool) (cedar.Record, e
 	m = scratchRecord()
 	m["id"], m["purpose"], m["sensitivity"] = cedar.String(t.ID), cedar.String(t.Purpose), cedar.Long(t.Sensitivity)
 	m["labels"], m["calls"] = e.stringSet(t.Labels), cedar.Long(t.Calls)
+	m["tool_calls"], m["calls_last_minute"] = cedar.Long(t.ToolCalls), cedar.Long(t.RecentCalls)
 	m["tools_used"], m["taint"] = e.stringSet(t.ToolsUsed), e.stringSet(t.Taint)
 	task := recordOf(m)
 	m = scratchRecord()

@@ -189,7 +189,7 @@ func TestDecideOutcomes(t *testing.T) {
 			policies: `
 @id("p") @approval("two-person") @reason("big refunds") @description("d") permit(principal, action, resource);
 `,
-			want: policy.Decision{Allowed: true, Policies: []string{"p"}, Obligations: []policy.Obligation{
+			want: policy.Decision{Allowed: true, Policies: []string{"p"}, Reason: "big refunds", Obligations: []policy.Obligation{
 				{Name: "approval", Value: "two-person", PolicyID: "p"},
 			}},
 		},
@@ -224,7 +224,7 @@ func TestDecideOutcomes(t *testing.T) {
 			name:     "informational annotations never obligations",
 			policies: `@id("p") @reason("r") @description("d") permit(principal, action, resource);`,
 			opts:     []policy.CedarOption{policy.WithObligations("id", "reason", "description")},
-			want:     policy.Decision{Allowed: true, Policies: []string{"p"}},
+			want:     policy.Decision{Allowed: true, Policies: []string{"p"}, Reason: "r"},
 		},
 		{
 			name: "obligations dropped on forbid",

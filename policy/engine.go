@@ -159,8 +159,13 @@ type Task struct {
 	Sensitivity Sensitivity
 	Labels      []string
 	OnBehalfOf  string
-	// Calls is how many calls the task has run so far.
+	// Calls is how many calls the task has run so far (started, counting
+	// those still running).
 	Calls int
+	// ToolCalls is how many of them called the request's tool.
+	ToolCalls int
+	// RecentCalls is how many of them started in the last minute.
+	RecentCalls int
 	// ToolsUsed names the tools the task has run, sorted.
 	ToolsUsed []string
 	// Taint holds the labels the task's tool results carried, sorted.

@@ -60,7 +60,8 @@ func baseAST() *sast.Schema {
 			typeTask: {
 				Annotations: doc("the task the call belongs to"),
 				Type: attrs("id", sast.String(), "purpose", sast.String(), "sensitivity", sast.Long(),
-					"labels", strs, "calls", sast.Long(), "tools_used", strs, "taint", strs),
+					"labels", strs, "calls", sast.Long(), "tool_calls", sast.Long(), "calls_last_minute", sast.Long(),
+					"tools_used", strs, "taint", strs),
 			},
 			typeDelegation: {
 				Annotations: doc("the agents the task was delegated through"),
@@ -95,12 +96,14 @@ func baseAST() *sast.Schema {
 		Actions: sast.Actions{
 			ActionCallTool: {Annotations: doc("the group of every tool action")},
 			ActionChangeToolset: {
-				Annotations: doc("add or change a tool (the resource) an agent has"),
-				AppliesTo:   appliesTo(TypeTool, sast.RecordType{}),
+				Annotations: doc("add or change a tool (the resource) an agent has; args.change is \"added\" or \"changed\""),
+				AppliesTo: appliesTo(TypeTool, attrs("change", sast.String(), "toolset", sast.String(),
+					"fingerprint", sast.String(), "previous", sast.String())),
 			},
 			ActionChangePrompt: {
-				Annotations: doc("change an agent's prompt (the resource is the agent itself)"),
-				AppliesTo:   appliesTo(TypeAgent, sast.RecordType{}),
+				Annotations: doc("change an agent's prompt (the resource is the agent itself); args.change is \"added\" or \"changed\""),
+				AppliesTo: appliesTo(TypeAgent, attrs("change", sast.String(), "name", sast.String(),
+					"fingerprint", sast.String(), "previous", sast.String())),
 			},
 			ActionDelegate: {
 				Annotations: doc("hand a task to another agent (the resource)"),

@@ -294,7 +294,9 @@ when { context.delegation.depth == 0 || context.delegation.chain.contains(princi
 when { context.approval.granted || context.approval.approvers.contains("alice") }
 when { context.request.time > datetime("2024-01-01") && context.request.time.toTime() < duration("18h") && context.request.call_id != "" };
 @id("g") permit (principal in AgentGroup::"admins", action in [Action::"change_toolset"], resource is Tool in Toolset::"crm") when { !resource.destructive };
-@id("h") permit (principal, action in [Action::"change_prompt", Action::"delegate"], resource is Agent) when { resource.name == "x" && context.args == {} };
+@id("h") permit (principal, action == Action::"delegate", resource is Agent) when { resource.name == "x" && context.args == {} };
+@id("pc") permit (principal, action == Action::"change_prompt", resource is Agent) when { resource == principal && context.args.change == "changed" && context.args.name == "support" && context.args.fingerprint != context.args.previous };
+@id("tc") permit (principal, action == Action::"change_toolset", resource) when { context.args.change == "added" && context.args.toolset == resource.toolset && context.args.previous == "" && context.task.tool_calls == 0 && context.task.calls_last_minute < 5 };
 @id("r") permit (principal, action == Action::"issue_refund", resource) when { context.args.amount <= 100 && context.args.order like "O-*" };
 `)
 	if err := set.Validate(s); err != nil {
