@@ -16,7 +16,8 @@ import (
 // an @approval obligation, when the tool's risk requires one
 // (WithRiskApproval), and for every change of a pinned tool definition or
 // prompt. It may block until the human answers; it must honour ctx, whose
-// deadline is the request's ExpiresAt.
+// deadline is the request's ExpiresAt (on the guard's clock; the context
+// gives the same time span in real time).
 //
 // Only an Approval made for this very request counts: build it with
 // req.Grant or req.Refuse, which bind it to req.ID and req.Digest. A
@@ -59,8 +60,12 @@ type ApprovalRequest struct {
 	// the task to it (root first).
 	Agent identity.Identity
 	// TaskID is the task the call belongs to; empty for a change made
-	// outside any task.
-	TaskID string
+	// outside any task. Purpose, OnBehalfOf and Sensitivity are the
+	// task's, for the human to judge by.
+	TaskID      string
+	Purpose     string
+	OnBehalfOf  string
+	Sensitivity Sensitivity
 	// Tool is the tool called or changed; for a prompt change, the
 	// prompt's name.
 	Tool   string
@@ -83,9 +88,10 @@ type ApprovalRequest struct {
 	Reason string
 	// Policies are the permits that asked for approval.
 	Policies []string
-	// ExpiresAt is when the request lapses: an answer after it does not
-	// count.
-	ExpiresAt time.Time
+	// RequestedAt is when the guard asked; ExpiresAt is when the request
+	// lapses: an answer after it does not count.
+	RequestedAt time.Time
+	ExpiresAt   time.Time
 }
 
 // Grant returns an approval of req by the named approvers, bound to req.
@@ -127,10 +133,14 @@ const (
 	ApprovalUnavailable = "unavailable"
 )
 
-// newApprovalRequest fills in the request's ID, digests and expiry. bound
-// must hold Action, Agent, TaskID, Tool and Args.
-func (g *Guard) newApprovalRequest(r ApprovalRequest) *ApprovalRequest {
+// newApprovalRequest fills in the request's ID, digests, times and, from
+// task (nil outside any task), the task's description. r must hold
+// Action, Agent, Tool and Args.
+func (g *Guard) newApprovalRequest(r ApprovalRequest, task *Task) *ApprovalRequest {
 	r.ID = newID("approval-")
+	if task != nil {
+		r.TaskID, r.Purpose, r.OnBehalfOf, r.Sensitivity = task.spec.ID, task.spec.Purpose, task.spec.OnBehalfOf, task.spec.Sensitivity
+	}
 	r.ArgsDigest = canonical.Digest(r.Args)
 	chain := r.Agent.ChainStrings()
 	if chain == nil {
@@ -141,7 +151,8 @@ func (g *Guard) newApprovalRequest(r ApprovalRequest) *ApprovalRequest {
 		"agent": r.Agent.ID.String(), "chain": chain,
 	})
 	r.Digest = canonical.Digest(b)
-	r.ExpiresAt = g.cfg.now().Add(g.cfg.approvalTTL)
+	r.RequestedAt = g.cfg.now()
+	r.ExpiresAt = r.RequestedAt.Add(g.cfg.approvalTTL)
 	return &r
 }
 
@@ -152,7 +163,9 @@ func (g *Guard) askApproval(ctx context.Context, req *ApprovalRequest) (a Approv
 	if g.cfg.approver == nil {
 		return Approval{}, ApprovalUnavailable, nil
 	}
-	actx, cancel := context.WithDeadline(ctx, req.ExpiresAt)
+	// The wait is bounded by real time, whatever the guard's clock says
+	// (WithClock); the expiry check below uses the guard's clock.
+	actx, cancel := context.WithTimeout(ctx, req.ExpiresAt.Sub(g.cfg.now()))
 	defer cancel()
 	// The approver sees a copy: what it changes is not what was asked.
 	asked := *req
@@ -160,6 +173,7 @@ func (g *Guard) askApproval(ctx context.Context, req *ApprovalRequest) (a Approv
 	asked.Args = slices.Clone(req.Args)
 	asked.Policies = slices.Clone(req.Policies)
 	a, err = g.cfg.approver.Approve(actx, &asked)
+	a.Approvers = slices.Clone(a.Approvers)
 	switch {
 	case err != nil && (errors.Is(err, ErrApprovalTimeout) || errors.Is(err, context.DeadlineExceeded) && actx.Err() != nil && ctx.Err() == nil):
 		return a, ApprovalTimeout, err

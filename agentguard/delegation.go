@@ -292,7 +292,7 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 		d.ev.Task = parent.spec.ID
 	}
 	d.ev.OnBehalfOf = parent.spec.OnBehalfOf
-	state, err := parent.snapshot()
+	state, err := parent.snapshot("", d.ev.Time)
 	if err != nil {
 		return nil, d.deny(ctx, StepTask, "task has ended", nil, err)
 	}
@@ -302,6 +302,13 @@ func (g *Guard) delegate(ctx context.Context, to spiffeid.ID, remote bool) (_ *d
 	}
 	if err != nil {
 		return nil, d.deny(ctx, StepIdentify, reason, nil, err)
+	}
+	parent.noteAgent(id) // handing the task on is acting in it
+	if err := g.checkSuspended(id); err != nil {
+		return nil, d.deny(ctx, StepSuspend, "agent suspended", nil, err)
+	}
+	if err := g.checkSuspended(identity.Identity{ID: to}); err != nil {
+		return nil, d.deny(ctx, StepSuspend, "delegatee suspended", nil, err)
 	}
 	if to == id.ID || slices.Contains(id.Chain, to) {
 		return nil, d.deny(ctx, StepDelegate, "delegation cycle", nil, fmt.Errorf("%w: %s is already in the chain", ErrDelegation, to))
@@ -381,6 +388,9 @@ func (g *Guard) AcceptHandoff(ctx context.Context, h *identity.Handoff) (out con
 	}
 	d.ev.Delegatee = self.ID.String()
 	d.span.SetAttributes(AttrDelegatee.String(d.ev.Delegatee))
+	if err := g.checkSuspended(self); err != nil {
+		return ctx, d.deny(ctx2, StepSuspend, "agent suspended", nil, err)
+	}
 	if len(self.Chain) > 0 || delegationFrom(ctx) != nil {
 		return ctx, d.deny(ctx2, StepDelegate, "context already carries a delegation", nil, ErrDelegation)
 	}
@@ -402,6 +412,9 @@ func (g *Guard) AcceptHandoff(ctx context.Context, h *identity.Handoff) (out con
 	}
 	from := identity.Identity{ID: chain[len(chain)-1], Chain: chain[:len(chain)-1]}
 	d.setAgent(from)
+	if err := g.checkSuspended(from); err != nil {
+		return ctx, d.deny(ctx2, StepSuspend, "delegating agent suspended", nil, err)
+	}
 	if err := d.authorize(ctx2, from, self.ID, policy.Task{}); err != nil {
 		return ctx, err
 	}

@@ -34,6 +34,9 @@ type Guard struct {
 	tasks     map[string]*Task // open tasks by ID
 	closeOnce sync.Once
 	closeErr  error
+
+	// suspensions is the kill switch (Suspend, Resume).
+	suspensions suspensions
 }
 
 // New returns a guard. An identity source and a policy engine are required:
@@ -48,6 +51,9 @@ func New(opts ...Option) (*Guard, error) {
 	}
 	if cfg.engine == nil {
 		return nil, errors.New("agentguard: New: no policy engine (WithPolicy); there is no implicit allow-all")
+	}
+	if err := cfg.budget.validate(); err != nil {
+		return nil, fmt.Errorf("agentguard: New: %w", err)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()

@@ -38,6 +38,11 @@ type config struct {
 	// call; riskApprovalSet says it was set.
 	riskApproval    Risk
 	riskApprovalSet bool
+	// budget is every task's budget (WithBudget).
+	budget Budget
+	// pins is the lock tools and prompts are checked against (WithLock);
+	// nil until the guard makes its own (Guard.Lock).
+	pins *pinning
 }
 
 // WithRiskApproval makes every call of a tool whose Risk is min or higher
@@ -142,3 +147,26 @@ func WithRequireTask() Option { return func(c *config) { c.requireTask = true } 
 // the context given to End or Close is cancelled (a lease left valid is worse
 // than a late return); this bound stops it. The default is 10 seconds.
 func WithEndTimeout(d time.Duration) Option { return func(c *config) { c.endTimeout = d } }
+
+// WithLock makes the guard trust the tool definitions and prompts pinned in
+// l, and nothing else until a change is reviewed and approved, which pins
+// it in l. Without WithLock the guard keeps its own lock and trusts on
+// first use (see Guard.Lock). A nil l is an empty lock: nothing is trusted
+// until approved.
+func WithLock(l *Lock) Option {
+	return func(c *config) {
+		if l == nil {
+			l = NewLock()
+		}
+		c.pins = &pinning{lock: l}
+	}
+}
+
+// WithBudget sets the budget of every task of the guard: how many calls a
+// task may run in all, of each tool, and per minute (see Budget). A task's
+// TaskSpec.Budget may tighten it, never loosen it. A call past a budget is
+// denied with ErrBudget at StepBudget, before policy or an approver is
+// asked. A call made outside any task has a task of its own, whose budget
+// it cannot exhaust: use WithRequireTask for budgets to bind. New fails on
+// a negative limit.
+func WithBudget(b Budget) Option { return func(c *config) { c.budget = b.clone() } }

@@ -173,7 +173,7 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	p.ev.OnBehalfOf = task.spec.OnBehalfOf
 	p.userToken = task.userToken
 	span.SetAttributes(AttrTaskID.String(task.spec.ID))
-	state, err := task.snapshot()
+	state, err := task.snapshot(t.Name, p.start)
 	if err != nil {
 		return p.deny(ctx, StepTask, "task has ended", nil, err)
 	}
@@ -242,7 +242,7 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		// state may have changed, and policy may require the approval
 		// itself (context.approval).
 		p.step = StepAuthorize
-		if req.Task, err = task.snapshot(); err != nil {
+		if req.Task, err = task.snapshot(t.Name, g.cfg.now()); err != nil {
 			return p.deny(ctx, StepTask, "task has ended", nil, err)
 		}
 		req.Approval = policy.Approval{Granted: true, Approvers: a.Approvers}
@@ -291,6 +291,9 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	}
 	p.step = StepBudget
 	if err := task.admit(t.Name, g.cfg.now()); err != nil {
+		if errors.Is(err, ErrTaskEnded) {
+			return p.deny(ctx, StepTask, "task has ended", nil, err)
+		}
 		return p.deny(ctx, StepBudget, "task budget exhausted", nil, err)
 	}
 
@@ -373,7 +376,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	// Whatever happens below, a task that ended meanwhile may have been
 	// revoked before these leases existed: revoke again.
 	defer func() {
-		if _, err := task.snapshot(); err != nil {
+		if task.checkOpen() != nil {
 			task.revokeAgain(ctx)
 		}
 	}()
@@ -441,7 +444,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 			AttrOutcome.String(audit.OutcomeOK),
 		))
 	}
-	if _, err := task.snapshot(); err != nil {
+	if err := task.checkOpen(); err != nil {
 		res, derr := p.deny(ctx, StepTask, "task has ended", nil, err)
 		return res, derr, true
 	}
@@ -705,7 +708,7 @@ func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, ob
 		Kind:     strings.Join(kinds, ","),
 		Reason:   d.Reason,
 		Policies: d.Policies,
-	})
+	}, task)
 	p.ev.Approval = &audit.Approval{Required: true, Kind: req.Kind, RequestID: req.ID, Digest: req.Digest}
 	a, status, err := p.g.askApproval(ctx, req)
 	granted := status == ApprovalGranted

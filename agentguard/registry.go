@@ -2,6 +2,7 @@ package agentguard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -9,25 +10,39 @@ import (
 )
 
 // Registry holds the tools of one toolset and runs every call of them
-// through its guard. It is safe for concurrent use.
+// through its guard. Each tool's definition must be pinned in the guard's
+// Lock to be listed or called: Register trusts the author's own tools on
+// first use (without WithLock); Sync, which takes what a tool server lists,
+// never does, and its new or changed tools wait for Review. It is safe for
+// concurrent use.
 type Registry struct {
 	g       *Guard
 	toolset string
 
 	mu    sync.RWMutex
-	tools map[string]*Tool
+	tools map[string]*entry
 	order []string
+}
+
+// entry is a registered tool, never changed once registered, with its
+// fingerprint.
+type entry struct {
+	tool *Tool
+	fp   string
 }
 
 // NewRegistry returns an empty registry for the toolset of that name (policy's
 // Toolset::"<toolset>"), guarded by g.
 func (g *Guard) NewRegistry(toolset string) *Registry {
-	return &Registry{g: g, toolset: toolset, tools: map[string]*Tool{}}
+	return &Registry{g: g, toolset: toolset, tools: map[string]*entry{}}
 }
 
 // Register adds tools. A tool with no Toolset joins the registry's. A
-// repeated or invalid tool is an error and nothing is added.
+// repeated or invalid tool is an error and nothing is added. Without
+// WithLock, a tool not pinned yet is pinned as registered (trust on first
+// use); one pinned with another definition stays blocked until reviewed.
 func (r *Registry) Register(tools ...*Tool) error {
+	p := r.g.pins()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
@@ -41,47 +56,163 @@ func (r *Registry) Register(tools ...*Tool) error {
 		seen[t.Name] = true
 	}
 	for _, t := range tools {
-		c := t.clone()
-		if c.Toolset == "" {
-			c.Toolset = r.toolset
-		}
-		r.tools[c.Name] = c
-		r.order = append(r.order, c.Name)
+		e := r.newEntry(t)
+		r.tools[e.tool.Name] = e
+		r.order = append(r.order, e.tool.Name)
+		p.firstUse(e.tool.Toolset, e.tool.Name, e.fp)
 	}
 	return nil
+}
+
+func (r *Registry) newEntry(t *Tool) *entry {
+	c := t.clone()
+	if c.Toolset == "" {
+		c.Toolset = r.toolset
+	}
+	return &entry{tool: c, fp: c.Fingerprint()}
+}
+
+// Sync makes tools the registry's whole toolset, as a tool server lists it
+// now (an MCP server's tools/list after a list_changed notification): it
+// adds the new tools, replaces the definitions that changed and removes the
+// tools no longer listed. It returns what changed, in the order of tools
+// and then of the removed tools (Previous is the definition registered
+// before). Tools added or changed by Sync are never trusted on first use,
+// however they are called (through the registry, Invoke or Middleware):
+// until Review approves them they are hidden from List and their calls are
+// denied with ErrIntegrity, so a server cannot grow or rewrite the agent's
+// tools unreviewed. A tool that comes back as it was pinned is trusted
+// again. An invalid or repeated tool is an error, and nothing changes.
+func (r *Registry) Sync(tools ...*Tool) ([]ToolChange, error) {
+	seen := map[string]bool{}
+	for _, t := range tools {
+		if err := t.validate(true); err != nil {
+			return nil, err
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("agentguard: tool %q listed twice", t.Name)
+		}
+		seen[t.Name] = true
+	}
+	pins := r.g.pins()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var changes []ToolChange
+	next := make(map[string]*entry, len(tools))
+	order := make([]string, 0, len(tools))
+	for _, t := range tools {
+		e := r.newEntry(t)
+		tc := ToolChange{Toolset: e.tool.Toolset, Name: e.tool.Name, Change: ChangeAdded, Fingerprint: e.fp}
+		if old, ok := r.tools[t.Name]; ok {
+			tc.Change, tc.Previous = ChangeChanged, old.fp
+		}
+		if tc.Previous != e.fp {
+			changes = append(changes, tc)
+			pins.hold(tc.Toolset, tc.Name)
+		}
+		next[t.Name] = e
+		order = append(order, t.Name)
+	}
+	for _, n := range r.order {
+		if _, ok := next[n]; !ok {
+			old := r.tools[n]
+			changes = append(changes, ToolChange{Toolset: old.tool.Toolset, Name: n, Change: ChangeRemoved, Fingerprint: old.fp})
+		}
+	}
+	r.tools, r.order = next, order
+	return changes, nil
+}
+
+// Pending lists the registered tools whose definitions are not trusted now,
+// in registration order: ChangeAdded when nothing is pinned for the tool,
+// ChangeChanged when another definition is (Previous). Review them to
+// have them listed and called. (A tool refused by a WithIntegrity check is
+// not pending: no review can change that check.)
+func (r *Registry) Pending() []ToolChange {
+	l := r.g.pins().lock
+	var out []ToolChange
+	for _, e := range r.registered() {
+		pin, ok := l.Tool(e.tool.Toolset, e.tool.Name)
+		if ok && pin == e.fp {
+			continue
+		}
+		tc := ToolChange{Toolset: e.tool.Toolset, Name: e.tool.Name, Change: ChangeAdded, Fingerprint: e.fp, Previous: pin}
+		if ok {
+			tc.Change = ChangeChanged
+		}
+		out = append(out, tc)
+	}
+	return out
+}
+
+// Review reviews the pending tools of those names, or every pending tool
+// when no name is given, one after the other, as Guard.ReviewTool does:
+// policy must permit Action::"change_toolset" and an approver must grant
+// each change, which is then pinned. It returns the changes reviewed, each
+// with Approved set, and the refusals (*ChangeError) joined. A name not
+// registered is an error and nothing is reviewed; a tool trusted already
+// is skipped.
+func (r *Registry) Review(ctx context.Context, names ...string) ([]ToolChange, error) {
+	es := r.registered()
+	if len(names) > 0 {
+		byName := make(map[string]*entry, len(es))
+		for _, e := range es {
+			byName[e.tool.Name] = e
+		}
+		es = es[:0]
+		for _, n := range names {
+			e, ok := byName[n]
+			if !ok {
+				return nil, fmt.Errorf("agentguard: review: %w: %q", ErrUnknownTool, n)
+			}
+			es = append(es, e)
+		}
+	}
+	var out []ToolChange
+	var errs []error
+	for _, e := range es {
+		tc, reviewed, err := r.g.reviewTool(ctx, e.tool, e.fp)
+		if reviewed {
+			out = append(out, tc)
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // Lookup returns a copy of the registered tool of that name: changing it
 // changes nothing in the registry.
 func (r *Registry) Lookup(name string) (*Tool, bool) {
-	t, ok := r.lookup(name)
+	e, ok := r.lookup(name)
 	if !ok {
 		return nil, false
 	}
-	return t.clone(), true
+	return e.tool.clone(), true
 }
 
-func (r *Registry) lookup(name string) (*Tool, bool) {
+func (r *Registry) lookup(name string) (*entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	t, ok := r.tools[name]
-	return t, ok
+	e, ok := r.tools[name]
+	return e, ok
 }
 
 // Tools returns copies of every registered tool, in registration order,
-// whether or not the current agent may call them.
+// whether or not the current agent may call them or their definitions are
+// trusted.
 func (r *Registry) Tools() []*Tool {
-	out := r.registered()
-	for i, t := range out {
-		out[i] = t.clone()
+	es := r.registered()
+	out := make([]*Tool, len(es))
+	for i, e := range es {
+		out[i] = e.tool.clone()
 	}
 	return out
 }
 
-func (r *Registry) registered() []*Tool {
+func (r *Registry) registered() []*entry {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]*Tool, len(r.order))
+	out := make([]*entry, len(r.order))
 	for i, n := range r.order {
 		out[i] = r.tools[n]
 	}
@@ -91,11 +222,12 @@ func (r *Registry) registered() []*Tool {
 // Call runs call of the tool named call.Name through the guard. An unknown
 // tool is denied (and audited) with ErrUnknownTool.
 func (r *Registry) Call(ctx context.Context, call Call) (*Result, error) {
-	t, ok := r.lookup(call.Name)
+	e, ok := r.lookup(call.Name)
 	if !ok {
 		return r.unknown(ctx, call)
 	}
-	return r.g.run(ctx, t, call, runHandler) // validated by Register
+	// validated by Register; the entry tells verifyTool its fingerprint.
+	return r.g.run(context.WithValue(ctx, registryTool{}, e), e.tool, call, runHandler)
 }
 
 func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
@@ -106,9 +238,10 @@ func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 
 // List returns copies of the tools the current agent may call with some
 // arguments in the current task, in registration order: an agent never sees
-// a tool that policy will always refuse, nor one whose definition fails the
-// integrity check (its description is what a model reads). It is a convenience for building the model's tool
-// list, not a grant: every call is still authorized in full.
+// a tool that policy will always refuse, nor one whose definition is not
+// trusted (not pinned as it is, or refused by WithIntegrity: its
+// description is what a model reads). It is a convenience for building the
+// model's tool list, not a grant: every call is still authorized in full.
 //
 // Conditions on context.args and context.approval are ignored when listing:
 // a permit's when/unless clause that reads them does not restrict the
@@ -127,14 +260,16 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 	}
 	var state policy.Task
 	if task, ok := TaskFromContext(ctx); ok {
-		if state, err = task.snapshot(); err != nil {
+		if state, err = task.snapshot("", r.g.cfg.now()); err != nil {
 			return nil, err
 		}
 	}
 	now := r.g.cfg.now()
+	l := r.g.pins().lock
 	var out []*Tool
-	for _, t := range r.registered() {
-		if r.g.verifyTool(ctx, t) != nil {
+	for _, e := range r.registered() {
+		t := e.tool
+		if r.g.trusted(ctx, l, t, e.fp) != nil {
 			continue
 		}
 		d, err := r.g.decide(ctx, &policy.Request{

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/internal/canonical"
@@ -46,11 +48,16 @@ type TaskSpec struct {
 	// same process inherits it; a handoff to another process does not
 	// carry it.
 	UserToken credentials.Secret
+	// Budget tightens the guard's budget (WithBudget) for this task: each
+	// limit in force is the stricter of the two, so it cannot loosen it.
+	// Nil leaves the guard's budget as it is. A negative limit is an error.
+	Budget *Budget
 }
 
 // Task is one unit of an agent's work. It keeps the state policy sees as
-// context.task: calls made, tools used and the taint labels its results
-// carried. Credentials are leased to a task and revoked when it ends.
+// context.task: calls made (in all, of each tool, in the last minute), tools
+// used and the taint labels its results carried. Credentials are leased to
+// a task and revoked when it ends. Its Budget bounds its calls.
 type Task struct {
 	g      *Guard
 	spec   TaskSpec
@@ -67,10 +74,24 @@ type Task struct {
 	// leaseKey is the key of the task's leases at the broker: unique to
 	// this Task, unlike its ID, which callers choose.
 	leaseKey string
+	// budget is the task's own budget in force (the guard's, tightened by
+	// the spec's).
+	budget Budget
+	// parent is the task this one works for, whose budgets its calls also
+	// count against (see Budget); nil for none.
+	parent *Task
 
-	mu     sync.Mutex
-	stop   func() bool // unregisters the end-on-context-done callback
-	calls  int
+	mu   sync.Mutex
+	stop func() bool // unregisters the end-on-context-done callback
+	// calls, toolCalls and recent count the calls admitted to run: in all,
+	// by tool, and their start times in the last minute. They include the
+	// calls of the tasks that work for this one.
+	calls     int
+	toolCalls map[string]int
+	recent    window
+	// agents are those that called in the task, and those up their chains:
+	// suspending one of them ends the task.
+	agents []spiffeid.ID
 	used   []string
 	taint  []string
 	ended  bool
@@ -108,14 +129,23 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 		spec.ID = newID("task-")
 	}
 	spec.Labels = canonical.SortedSet(spec.Labels)
+	budget := g.cfg.budget
+	if spec.Budget != nil {
+		if err := spec.Budget.validate(); err != nil {
+			return ctx, nil, fmt.Errorf("agentguard: start task: %w", err)
+		}
+		budget = tighten(budget, *spec.Budget)
+		b := spec.Budget.clone()
+		spec.Budget = &b
+	}
 	d := delegationFrom(ctx)
 	if err := d.inherit(&spec); err != nil {
 		return ctx, nil, err
 	}
 	t := &Task{g: g, spec: spec, done: make(chan struct{}), taint: d.inheritedTaint(),
-		userToken: spec.UserToken, leaseKey: newID("lease-set-")}
+		userToken: spec.UserToken, leaseKey: newID("lease-set-"), budget: budget, parent: parentTaskFrom(ctx)}
 	t.spec.UserToken = credentials.Secret{}
-	tctx, cancel := context.WithCancel(context.WithValue(ctx, taskKey{}, t))
+	tctx, cancel := context.WithCancel(context.WithValue(context.WithValue(ctx, taskKey{}, t), parentTaskKey{}, t))
 	t.cancel = cancel
 	t.deadline, _ = tctx.Deadline()
 
@@ -153,7 +183,7 @@ func newImplicitTask(ctx context.Context, g *Guard) *Task {
 	spec := TaskSpec{ID: newID("call-task-")}
 	_ = d.inherit(&spec) // cannot conflict: spec names no user
 	t := &Task{g: g, spec: spec, implicit: true, done: make(chan struct{}), taint: d.inheritedTaint(),
-		userToken: spec.UserToken, leaseKey: newID("lease-set-")}
+		userToken: spec.UserToken, leaseKey: newID("lease-set-"), budget: g.cfg.budget, parent: parentTaskFrom(ctx)}
 	t.spec.UserToken = credentials.Secret{}
 	t.deadline, _ = ctx.Deadline()
 	return t
@@ -166,6 +196,10 @@ func (t *Task) ID() string { return t.spec.ID }
 func (t *Task) Spec() TaskSpec {
 	s := t.spec
 	s.Labels = slices.Clone(s.Labels)
+	if s.Budget != nil {
+		b := s.Budget.clone()
+		s.Budget = &b
+	}
 	return s
 }
 
@@ -277,8 +311,10 @@ func (t *Task) event(k audit.Kind) audit.Event {
 	return audit.Event{Time: t.g.cfg.now(), Kind: k, Task: t.spec.ID, OnBehalfOf: t.spec.OnBehalfOf}
 }
 
-// snapshot returns the state policy sees, or ErrTaskEnded.
-func (t *Task) snapshot() (policy.Task, error) {
+// snapshot returns the state policy sees for a call of tool at now, or
+// ErrTaskEnded. For no tool in particular (a handoff, a listing), tool is
+// "" and ToolCalls zero.
+func (t *Task) snapshot(tool string, now time.Time) (policy.Task, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ended {
@@ -291,9 +327,21 @@ func (t *Task) snapshot() (policy.Task, error) {
 		Labels:      t.spec.Labels,
 		OnBehalfOf:  t.spec.OnBehalfOf,
 		Calls:       t.calls,
+		ToolCalls:   t.toolCalls[tool],
+		RecentCalls: t.recent.count(now),
 		ToolsUsed:   slices.Clone(t.used),
 		Taint:       slices.Clone(t.taint),
 	}, nil
+}
+
+// checkOpen returns ErrTaskEnded once the task has ended.
+func (t *Task) checkOpen() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return ErrTaskEnded
+	}
+	return nil
 }
 
 // markLeased notes that a credential is being leased to the task, so End
@@ -329,11 +377,11 @@ func (t *Task) takeUnaudited(lease string) (audit.Event, bool) {
 	return rec, ok
 }
 
-// record adds one executed call to the task's state.
+// record adds what one executed call did to the task's state: the tool
+// used and the taint of its result. The call was counted when admitted.
 func (t *Task) record(tool string, labels ...[]string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.calls++
 	if i, found := slices.BinarySearch(t.used, tool); !found {
 		t.used = slices.Insert(t.used, i, tool)
 	}

@@ -510,8 +510,12 @@ func (e *CedarEngine) entities(req *Request) *requestEntities {
 		// The resource of a handoff is the agent the task is handed to.
 		r.resource = e.agentEntity(req.Delegatee)
 	case ActionChangePrompt:
-		// The resource of a prompt change is the agent itself.
+		// The resource of a prompt change is the agent whose prompt it is:
+		// the acting agent unless the request names another.
 		r.resource = r.agent
+		if !req.Subject.IsZero() && req.Subject != req.Agent.ID {
+			r.resource = e.agentEntity(req.Subject)
+		}
 	default:
 		te := e.toolEntities(req.Tool)
 		r.resource, r.action = te.resource, te.action

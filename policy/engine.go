@@ -55,6 +55,10 @@ type Request struct {
 	// Delegatee is the agent a task is handed to: the resource of
 	// Action::"delegate", for which Tool is empty.
 	Delegatee spiffeid.ID
+	// Subject is the agent whose prompt changes: the resource of
+	// Action::"change_prompt". Zero means the acting agent. It stays the
+	// same when the agents up a delegation chain are asked in turn.
+	Subject spiffeid.ID
 	// Args is the call's arguments as canonical JSON (an object).
 	Args json.RawMessage
 	// Task is the state of the task the call belongs to.

@@ -61,7 +61,7 @@
 // or not). It may give "principal" and "chain" (SPIFFE IDs, root of the
 // chain first), "task" (id, purpose, sensitivity as public, internal,
 // confidential, restricted or 0 to 3, labels, on_behalf_of, calls,
-// tools_used, taint), "approval" (granted, approvers), "time" (RFC 3339;
+// tool_calls, calls_last_minute, tools_used, taint), "approval" (granted, approvers), "time" (RFC 3339;
 // by default 2026-01-01T00:00:00Z, so that scenarios are reproducible) and
 // "call_id". With "listing": true it asks whether the tool is listed, and
 // may not give args or approval.

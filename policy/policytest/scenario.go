@@ -447,6 +447,8 @@ type taskJSON struct {
 	Labels      *[]string        `json:"labels"`
 	OnBehalfOf  *string          `json:"on_behalf_of"`
 	Calls       *int             `json:"calls"`
+	ToolCalls   *int             `json:"tool_calls"`
+	RecentCalls *int             `json:"calls_last_minute"`
 	ToolsUsed   *[]string        `json:"tools_used"`
 	Taint       *[]string        `json:"taint"`
 }
@@ -917,6 +919,8 @@ func mergeTask(def, sc *taskJSON) policy.Task {
 	t.Labels = canonical.SortedSet(deref(pick(s.Labels, d.Labels)))
 	t.OnBehalfOf = deref(pick(s.OnBehalfOf, d.OnBehalfOf))
 	t.Calls = deref(pick(s.Calls, d.Calls))
+	t.ToolCalls = deref(pick(s.ToolCalls, d.ToolCalls))
+	t.RecentCalls = deref(pick(s.RecentCalls, d.RecentCalls))
 	t.ToolsUsed = canonical.SortedSet(deref(pick(s.ToolsUsed, d.ToolsUsed)))
 	t.Taint = canonical.SortedSet(deref(pick(s.Taint, d.Taint)))
 	return t
