@@ -48,7 +48,7 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "7. hand the task to %s\n", shell)
+	fmt.Fprintf(out, "9. hand the task to %s\n", shell)
 	if _, err := guard.Delegate(ctx, shell); err != nil {
 		var de *agentguard.DelegationError
 		if !errors.As(err, &de) {
@@ -57,7 +57,7 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 		fmt.Fprintf(out, "  DENIED %s\n\n", de.Reason)
 	}
 
-	fmt.Fprintf(out, "8. hand the order look-up to %s\n", sub.ID)
+	fmt.Fprintf(out, "10. hand the order look-up to %s\n", sub.ID)
 	dctx, err := guard.Delegate(ctx, sub.ID)
 	if err != nil {
 		return err
@@ -69,8 +69,8 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 		return err
 	}
 	runSteps(sctx, out, subTools, "sub-call-", []step{
-		{"9. sub-agent reads the ticket", "read_ticket", `{"id":"T-1001"}`},
-		{"10. sub-agent exports customers (it may; its parent may not)", "export_customers", `{}`},
+		{"11. sub-agent reads the ticket", "read_ticket", `{"id":"T-1001"}`},
+		{"12. sub-agent exports customers (it may; its parent may not)", "export_customers", `{}`},
 	})
 	return subTask.End(ctx)
 }

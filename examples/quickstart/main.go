@@ -2,11 +2,15 @@
 // AgentGuard, on embedded defaults: no server is needed.
 //
 // It shows the agent's verified SPIFFE identity, an allowed call, a call
-// denied because of its arguments, a call denied because of what the task
-// has seen, a tool hidden from the agent's tool list, a task-scoped
-// credential and its revocation when the task ends, and a task handed to a
-// sub-agent that gets no more than its parent. It prints each decision and
-// each audit event.
+// that waits for a supervisor's approval (a scripted approver grants it,
+// bound to the call's exact arguments), a call denied because of its
+// arguments, a call denied because of what the task has seen, a tool hidden
+// from the agent's tool list, a rug pull (the tool server changes a tool's
+// description; the tool is hidden and blocked, and the supervisor refuses
+// the change), a task-scoped credential and its revocation when the task
+// ends, and a task handed to a sub-agent that gets no more than its parent.
+// It prints each decision and each audit event. The tools it trusts are
+// pinned in agentguard.lock.
 //
 // Credentials come from the local issuer (credentials/local, for
 // development): a short-lived access token for the task, the payments
@@ -65,6 +69,13 @@ func (t transcript) Write(_ context.Context, e audit.Event) error {
 	add("decision", e.Decision)
 	if len(e.Policies) > 0 {
 		add("policies", strings.Join(e.Policies, ","))
+	}
+	if a := e.Approval; a != nil {
+		v := a.Status
+		if len(a.Approvers) > 0 {
+			v += "(" + strings.Join(a.Approvers, ",") + ")"
+		}
+		add("approval", v)
 	}
 	add("outcome", e.Outcome)
 	add("task", e.Task)
@@ -131,10 +142,21 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
+	// Approvals: a scripted supervisor decides what policy sends to a
+	// human. Tool definitions: pinned in agentguard.lock, reviewed like code.
+	sup := startSupervisor(ctx, out)
+	defer sup.close()
+	lock, err := loadLock()
+	if err != nil {
+		return err
+	}
+
 	guard, err := agentguard.New(
 		agentguard.WithIdentity(id),
 		agentguard.WithPolicy(engine),
 		agentguard.WithBroker(broker),
+		agentguard.WithApprover(sup.queue),
+		agentguard.WithLock(lock),
 		agentguard.WithAudit(transcript{out}),
 	)
 	if err != nil {
@@ -172,12 +194,17 @@ func run(ctx context.Context, out io.Writer) error {
 	runSteps(ctx, out, tools, "call-", []step{
 		{"1. read the ticket", "read_ticket", `{"id":"T-1001"}`},
 		{"2. refund 40 (within the limit)", "issue_refund", `{"order":"O-77","amount":40}`},
-		{"3. refund 250 (over the limit)", "issue_refund", `{"order":"O-77","amount":250}`},
-		{"4. email the customer at an outside address", "send_email", `{"to":"bob@customer.example","body":"Refund sent"}`},
-		{"5. email the support team", "send_email", `{"to":"team@example.com","body":"Ticket T-1001 refunded"}`},
-		{"6. call the hidden export tool anyway", "export_customers", `{}`},
+		{"3. refund 250 (needs a supervisor's approval)", "issue_refund", `{"order":"O-78","amount":250}`},
+		{"4. refund 5000 (over the hard limit)", "issue_refund", `{"order":"O-79","amount":5000}`},
+		{"5. email the customer at an outside address", "send_email", `{"to":"bob@customer.example","body":"Refund sent"}`},
+		{"6. email the support team", "send_email", `{"to":"team@example.com","body":"Ticket T-1001 refunded"}`},
+		{"7. call the hidden export tool anyway", "export_customers", `{}`},
 	})
 	fmt.Fprintf(out, "task taint: %v\n\n", task.Taint())
+
+	if err := rugPull(ctx, out, tools, payments); err != nil {
+		return err
+	}
 
 	if err := delegate(ctx, out, guard, engine, ids, payments); err != nil {
 		return err
