@@ -153,8 +153,8 @@ type DelegationError struct {
 	From string
 	// To is the agent the task was to be handed to.
 	To string
-	// Step is the step that refused: identify, task, delegate, authorize
-	// or audit.
+	// Step is the step that refused: identify, suspend, task, delegate,
+	// authorize or audit.
 	Step     string
 	Policies []string
 	Reason   string
@@ -193,8 +193,8 @@ type ChangeError struct {
 	Toolset string
 	// Fingerprint is the refused definition's or prompt's.
 	Fingerprint string
-	// Step is the step that refused: guard, identify, suspend, authorize,
-	// approve or audit.
+	// Step is the step that refused: guard, task, identify, suspend,
+	// authorize, approve or audit.
 	Step     string
 	Policies []string
 	Reason   string

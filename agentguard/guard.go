@@ -67,6 +67,10 @@ func New(opts ...Option) (*Guard, error) {
 	if cfg.sink == nil {
 		cfg.sink = audit.NewSlogSink(cfg.logger)
 	}
+	if cfg.pins == nil {
+		// No lock given: trust on first use (see WithLock).
+		cfg.pins = &pinning{lock: NewLock(), tofu: true}
+	}
 	if cfg.tp == nil {
 		cfg.tp = otel.GetTracerProvider()
 	}

@@ -428,15 +428,8 @@ func (p *pinning) fingerprint(t *Tool) string {
 // approved.
 func (g *Guard) Lock() *Lock { return g.pins().lock }
 
-// pins returns the guard's pinning, making its own on first need.
-func (g *Guard) pins() *pinning {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cfg.pins == nil {
-		g.cfg.pins = &pinning{lock: NewLock(), tofu: true}
-	}
-	return g.cfg.pins
-}
+// pins returns the guard's pinning: WithLock's, or its own (New).
+func (g *Guard) pins() *pinning { return g.cfg.pins }
 
 // registryTool marks the context of a call through a registry with the
 // registry's entry for the tool called, so that the integrity check uses

@@ -41,7 +41,7 @@ type config struct {
 	// budget is every task's budget (WithBudget).
 	budget Budget
 	// pins is the lock tools and prompts are checked against (WithLock);
-	// nil until the guard makes its own (Guard.Lock).
+	// New makes its own, trusting on first use, when none is given.
 	pins *pinning
 }
 

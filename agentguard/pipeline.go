@@ -274,7 +274,12 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		}
 	}
 
-	// 5. Credential.
+	// 5. Credential. An agent suspended while the call waited (for a
+	// human, say) gets none.
+	p.step = StepSuspend
+	if err := g.checkSuspended(id); err != nil {
+		return p.deny(ctx, StepSuspend, "agent suspended", nil, err)
+	}
 	p.step = StepCredential
 	if len(t.Credentials) > 0 {
 		if res, err, denied := p.lease(ctx, task); denied {

@@ -242,27 +242,26 @@ func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 // trusted (not pinned as it is, or refused by WithIntegrity: its
 // description is what a model reads). It is a convenience for building the
 // model's tool list, not a grant: every call is still authorized in full.
+// For a sub-agent, a tool is listed only if every agent up its delegation
+// chain could call it too. A suspended agent gets ErrSuspended.
 //
 // Conditions on context.args and context.approval are ignored when listing:
 // a permit's when/unless clause that reads them does not restrict the
 // listing, and a forbid clause that reads them does not hide the tool. Put
 // conditions on the task in clauses of their own to have them hide tools.
 func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
-	id, err := r.g.cfg.identity.Identity(ctx)
-	if err == nil && id.IsZero() {
-		err = ErrNoIdentity
-	}
+	// The agent as a call would see it: with its delegation chain, so that
+	// a sub-agent is shown only what every agent above it may call too.
+	id, _, err := r.g.identify(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoIdentity, err)
+		return nil, err
 	}
 	if err := r.g.checkSuspended(id); err != nil {
 		return nil, err
 	}
-	var state policy.Task
-	if task, ok := TaskFromContext(ctx); ok {
-		if state, err = task.snapshot("", r.g.cfg.now()); err != nil {
-			return nil, err
-		}
+	task, inTask := TaskFromContext(ctx)
+	if inTask && task.g != r.g {
+		return nil, ErrForeignTask
 	}
 	now := r.g.cfg.now()
 	l := r.g.pins().lock
@@ -271,6 +270,13 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 		t := e.tool
 		if r.g.trusted(ctx, l, t, e.fp) != nil {
 			continue
+		}
+		var state policy.Task
+		if inTask {
+			// Per tool: policy may hide a tool by context.task.tool_calls.
+			if state, err = task.snapshot(t.Name, now); err != nil {
+				return nil, err
+			}
 		}
 		d, err := r.g.decide(ctx, &policy.Request{
 			Agent: id, Tool: t.policyTool(), Task: state, Time: now, Listing: true,
