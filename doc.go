@@ -11,7 +11,10 @@
 // # Packages
 //
 //   - [github.com/agentguard/go-sdk/agentguard]: the Guard, tools, registries,
-//     tasks, the pipeline, its errors and spans.
+//     tasks, the pipeline, its errors and spans; approvals, pinned tool and
+//     prompt fingerprints (the lock file), budgets and the kill switch.
+//     [github.com/agentguard/go-sdk/agentguard/approval] holds the
+//     built-in approvers: a queue and an HMAC-signed webhook.
 //   - [github.com/agentguard/go-sdk/identity]: who the agent is (SPIFFE IDs,
 //     delegation chains) and where that comes from.
 //   - [github.com/agentguard/go-sdk/policy]: the decision; the Cedar engine

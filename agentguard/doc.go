@@ -3,14 +3,18 @@
 // A [Guard] runs every call through one pipeline, in this order:
 //
 //  1. Identify: the agent's identity comes from an identity.Source, never
-//     from what the agent says of itself.
-//  2. Check integrity: the tool's definition must be trusted ([Integrity]).
+//     from what the agent says of itself. A suspended agent ([Guard.Suspend])
+//     is refused, and so is a call past one of the task's budgets ([Budget]).
+//  2. Check integrity: the tool's definition must match the fingerprint
+//     pinned in the guard's [Lock]; a new or changed definition (a rug pull)
+//     is blocked and hidden until a review approves it ([Registry.Review]).
 //  3. Authorize: a policy.Engine decides on the exact call: tool, canonical
 //     arguments, task state (calls, tools used, taint), delegation chain.
 //     For a delegated call every agent up the chain must be allowed too, so
 //     a sub-agent never gets more than the agents that delegated to it.
-//  4. Approve: if the deciding policies carry @approval, an [Approver] must
-//     grant it.
+//  4. Approve: if the deciding policies carry @approval (or the tool's risk
+//     needs it, [WithRiskApproval]), an [Approver] must grant it, with an
+//     answer bound to this exact call that arrives before it expires.
 //  5. Credential: each credential the tool declares is leased from a
 //     [Broker] for the task and put in the tool's context.
 //  6. Execute: the tool runs inside a span "execute_tool {tool}".
@@ -26,6 +30,12 @@
 // with a policy-filtered [Registry.List]), through [Guard.Invoke] or a
 // handler made by [Guard.Wrap]. Adapters to agent frameworks use
 // [Guard.Middleware], which guards the framework's own execution.
+//
+// What the model reads is pinned: each tool's fingerprint and the agent's
+// prompt ([Guard.Prompt]) are kept in a [Lock], which a team commits and
+// reviews like go.sum. A change takes effect only when policy
+// (Action::"change_toolset", Action::"change_prompt") and an approver both
+// allow it.
 //
 // Calls belong to a [Task], started with [Guard.StartTask]. Its state is what
 // policy sees as context.task; ending it (or cancelling its parent context)
