@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/agentguard/go-sdk/agentguard"
 )
@@ -38,15 +37,11 @@ func rugPull(ctx context.Context, out io.Writer, tools *agentguard.Registry, pay
 	if _, err := tools.Sync(relisted...); err != nil {
 		return err
 	}
-	visible, err := tools.List(ctx)
+	visible, err := visibleTools(ctx, tools)
 	if err != nil {
 		return err
 	}
-	var names []string
-	for _, t := range visible {
-		names = append(names, t.Name)
-	}
-	fmt.Fprintf(out, "  tools the agent may see now: %s\n", strings.Join(names, ", "))
+	fmt.Fprintf(out, "  tools the agent may see now: %s\n", visible)
 	for _, p := range tools.Pending() {
 		fmt.Fprintf(out, "  pending review: %s %s, pinned %s…, now %s…\n", p.Change, p.Name, p.Previous[:19], p.Fingerprint[:19])
 	}

@@ -180,15 +180,11 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	visible, err := tools.List(ctx)
+	visible, err := visibleTools(ctx, tools)
 	if err != nil {
 		return err
 	}
-	var names []string
-	for _, t := range visible {
-		names = append(names, t.Name)
-	}
-	fmt.Fprintf(out, "tools the agent may see: %s\n", strings.Join(names, ", "))
+	fmt.Fprintf(out, "tools the agent may see: %s\n", visible)
 	fmt.Fprintf(out, "  (export_customers is registered but hidden: only the data team may call it)\n\n")
 
 	runSteps(ctx, out, tools, "call-", []step{
@@ -308,4 +304,17 @@ func runSteps(ctx context.Context, out io.Writer, tools *agentguard.Registry, id
 		}
 		fmt.Fprintln(out)
 	}
+}
+
+// visibleTools names the tools the agent is shown, in order.
+func visibleTools(ctx context.Context, tools *agentguard.Registry) (string, error) {
+	visible, err := tools.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, len(visible))
+	for i, t := range visible {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ", "), nil
 }
