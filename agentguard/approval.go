@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/agentguard/go-sdk/identity"
@@ -67,9 +69,13 @@ type ApprovalRequest struct {
 	OnBehalfOf  string
 	Sensitivity Sensitivity
 	// Tool is the tool called or changed; for a prompt change, the
-	// prompt's name.
-	Tool   string
-	CallID string
+	// prompt's name. Toolset is the tool's registry or server, and
+	// Fingerprint its definition's (Tool.Fingerprint), so that the human
+	// knows which of two tools of the same name would run.
+	Tool        string
+	Toolset     string
+	Fingerprint string
+	CallID      string
 	// Args are the canonical JSON arguments of a call. For a change, they
 	// describe it: the new definition or prompt, its fingerprint and the
 	// one pinned before.
@@ -77,8 +83,8 @@ type ApprovalRequest struct {
 	// ArgsDigest is "sha256:<hex>" of Args.
 	ArgsDigest string
 	// Digest binds the approval to this exact request: "sha256:<hex>" over
-	// the canonical action, tool, arguments, task and agent (with its
-	// chain).
+	// the canonical action, tool (name, toolset and fingerprint),
+	// arguments, task and agent (with its chain).
 	Digest string
 	// Kind is the kind of approval asked for: the @approval obligations'
 	// values, comma-separated, such as "two-person"; "risk-high" for a
@@ -94,7 +100,9 @@ type ApprovalRequest struct {
 	ExpiresAt   time.Time
 }
 
-// Grant returns an approval of req by the named approvers, bound to req.
+// Grant returns an approval of req by the named approvers, bound to req. A
+// grant must name at least one approver, none blank: the record says who
+// decided.
 func (r *ApprovalRequest) Grant(approvers ...string) Approval {
 	return Approval{Granted: true, Approvers: slices.Clone(approvers), RequestID: r.ID, Digest: r.Digest}
 }
@@ -135,8 +143,10 @@ const (
 
 // newApprovalRequest fills in the request's ID, digests, times and, from
 // task (nil outside any task), the task's description. r must hold
-// Action, Agent, Tool and Args.
-func (g *Guard) newApprovalRequest(r ApprovalRequest, task *Task) *ApprovalRequest {
+// Action, Agent, Tool (with its toolset and fingerprint) and Args, which
+// must be canonical JSON. It fails only if they cannot be digested, and
+// then no approval may be asked.
+func (g *Guard) newApprovalRequest(r ApprovalRequest, task *Task) (*ApprovalRequest, error) {
 	r.ID = newID("approval-")
 	if task != nil {
 		r.TaskID, r.Purpose, r.OnBehalfOf, r.Sensitivity = task.spec.ID, task.spec.Purpose, task.spec.OnBehalfOf, task.spec.Sensitivity
@@ -146,14 +156,17 @@ func (g *Guard) newApprovalRequest(r ApprovalRequest, task *Task) *ApprovalReque
 	if chain == nil {
 		chain = []string{}
 	}
-	b, _ := canonical.Marshal(map[string]any{
-		"action": r.Action, "tool": r.Tool, "args": json.RawMessage(r.Args), "task": r.TaskID,
-		"agent": r.Agent.ID.String(), "chain": chain,
+	b, err := canonical.Marshal(map[string]any{
+		"action": r.Action, "tool": r.Tool, "toolset": r.Toolset, "fingerprint": r.Fingerprint,
+		"args": json.RawMessage(r.Args), "task": r.TaskID, "agent": r.Agent.ID.String(), "chain": chain,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("agentguard: approval request: %w", err)
+	}
 	r.Digest = canonical.Digest(b)
 	r.RequestedAt = g.cfg.now()
 	r.ExpiresAt = r.RequestedAt.Add(g.cfg.approvalTTL)
-	return &r
+	return &r, nil
 }
 
 // askApproval asks the approver about req, bounded by req.ExpiresAt. It
@@ -183,8 +196,24 @@ func (g *Guard) askApproval(ctx context.Context, req *ApprovalRequest) (a Approv
 		return a, ApprovalRefused, nil
 	case a.RequestID != req.ID || a.Digest != req.Digest:
 		return a, ApprovalUnbound, nil
+	case !named(a.Approvers):
+		// The record must say who decided.
+		return a, ApprovalError, errAnonymous
 	case !g.cfg.now().Before(req.ExpiresAt):
 		return a, ApprovalExpired, nil
 	}
 	return a, ApprovalGranted, nil
+}
+
+// errAnonymous is the error of a grant that names no approver.
+var errAnonymous = errors.New("agentguard: the approval names no approver")
+
+// named reports whether there is at least one approver and none is blank.
+func named(approvers []string) bool {
+	for _, a := range approvers {
+		if strings.TrimSpace(a) == "" {
+			return false
+		}
+	}
+	return len(approvers) > 0
 }

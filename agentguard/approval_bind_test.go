@@ -144,10 +144,15 @@ func TestApprovalRequestShowsTheCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer task.End(context.Background())
-	if _, err := env.Guard.Invoke(ctx, refundTool(&runs), agentguard.Call{ID: "c1", Args: json.RawMessage(`{ "amount" : 25 }`)}); err != nil {
+	refund := refundTool(&runs)
+	refund.Toolset = "billing"
+	if _, err := env.Guard.Invoke(ctx, refund, agentguard.Call{ID: "c1", Args: json.RawMessage(`{ "amount" : 25 }`)}); err != nil {
 		t.Fatal(err)
 	}
-	if got.Action != agentguard.ApproveCall || got.Tool != "refund" || got.TaskID != "t-show" || got.CallID != "c1" {
+	if got.Fingerprint != refund.Fingerprint() {
+		t.Errorf("fingerprint %q, want the tool's %q", got.Fingerprint, refund.Fingerprint())
+	}
+	if got.Action != agentguard.ApproveCall || got.Tool != "refund" || got.Toolset != "billing" || got.TaskID != "t-show" || got.CallID != "c1" {
 		t.Errorf("request = %+v", got)
 	}
 	if got.Purpose != "refund order O-1" || got.OnBehalfOf != "user:alice" || got.Sensitivity != agentguard.Confidential || !got.RequestedAt.Equal(now) {
@@ -171,8 +176,9 @@ func TestApprovalRequestShowsTheCall(t *testing.T) {
 	}
 }
 
-// TestApprovalOutcomes: refusal, approver error, timeout and a missing
-// approver each deny, audited with their status and who decided.
+// TestApprovalOutcomes: refusal, approver error, timeout, a missing
+// approver and a grant that does not say who decided each deny, audited
+// with their status and who decided.
 func TestApprovalOutcomes(t *testing.T) {
 	boom := errors.New("approval service down")
 	for _, tc := range []struct {
@@ -196,6 +202,12 @@ func TestApprovalOutcomes(t *testing.T) {
 			return agentguard.Approval{Granted: true, Approvers: []string{"mallory"}}, nil
 		}), agentguard.ApprovalUnbound, []string{"mallory"}, nil},
 		{"no approver", nil, agentguard.ApprovalUnavailable, nil, nil},
+		{"grant naming nobody", agentguard.ApproverFunc(func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+			return req.Grant(), nil
+		}), agentguard.ApprovalError, nil, nil},
+		{"grant naming a blank approver", agentguard.ApproverFunc(func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+			return req.Grant("alice", " "), nil
+		}), agentguard.ApprovalError, []string{"alice", " "}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eng, err := policy.NewCedarEngine(policy.MustParseSet("p.cedar", bindPolicies))

@@ -245,11 +245,14 @@ func (r *reviewing) steps(ctx context.Context) error {
 	for _, o := range asked {
 		kinds = append(kinds, o.Value)
 	}
-	areq := g.newApprovalRequest(ApprovalRequest{
-		Action: c.action, Agent: id, TaskID: r.ev.Task, Tool: c.name, CallID: req.CallID,
+	areq, err := g.newApprovalRequest(ApprovalRequest{
+		Action: c.action, Agent: id, Tool: c.name, Toolset: c.toolset, Fingerprint: c.fingerprint, CallID: req.CallID,
 		Args: c.args(c.shown), Kind: cmp.Or(strings.Join(canonical.SortedSet(kinds), ","), c.action),
 		Reason: d.Reason, Policies: d.Policies,
 	}, task) // nil outside any task
+	if err != nil {
+		return r.deny(ctx, StepApprove, "approval request could not be made", d.Policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
+	}
 	r.ev.Approval = &audit.Approval{Required: true, Kind: areq.Kind, RequestID: areq.ID, Digest: areq.Digest}
 	a, status, aerr := g.askApproval(ctx, areq)
 	granted := status == ApprovalGranted

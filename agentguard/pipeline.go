@@ -703,17 +703,22 @@ func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, ob
 		kinds = append(kinds, o.Value)
 	}
 	kinds = canonical.SortedSet(kinds)
-	req := p.g.newApprovalRequest(ApprovalRequest{
-		Action:   ApproveCall,
-		Agent:    id,
-		TaskID:   task.spec.ID,
-		Tool:     p.tool.Name,
-		CallID:   p.c.ID,
-		Args:     p.c.Args,
-		Kind:     strings.Join(kinds, ","),
-		Reason:   d.Reason,
-		Policies: d.Policies,
+	req, err := p.g.newApprovalRequest(ApprovalRequest{
+		Action:      ApproveCall,
+		Agent:       id,
+		Tool:        p.tool.Name,
+		Toolset:     p.tool.Toolset,
+		Fingerprint: p.g.pins().fingerprint(p.tool),
+		CallID:      p.c.ID,
+		Args:        p.c.Args,
+		Kind:        strings.Join(kinds, ","),
+		Reason:      d.Reason,
+		Policies:    d.Policies,
 	}, task)
+	if err != nil {
+		_, derr := p.deny(ctx, StepApprove, "approval request could not be made", d.Policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
+		return Approval{}, derr
+	}
 	p.ev.Approval = &audit.Approval{Required: true, Kind: req.Kind, RequestID: req.ID, Digest: req.Digest}
 	a, status, err := p.g.askApproval(ctx, req)
 	granted := status == ApprovalGranted
