@@ -30,9 +30,14 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 	if err != nil {
 		return err
 	}
+	lock, err := loadLock() // the sub-agent trusts the same tool definitions
+	if err != nil {
+		return err
+	}
 	subGuard, err := agentguard.New(
 		agentguard.WithIdentity(ids.sub),
 		agentguard.WithPolicy(engine),
+		agentguard.WithLock(lock),
 		agentguard.WithAudit(transcript{out}),
 	)
 	if err != nil {
