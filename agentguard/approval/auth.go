@@ -21,12 +21,19 @@ type tokenEntry struct {
 
 // Tokens authenticates "Authorization: Bearer <token>" against tokens, a
 // map from token to approver name. Tokens are compared in constant time,
-// every one of them on every request, and never appear in an error. Empty
-// tokens and empty names are ignored. The map is copied.
+// every one of them on every request, and never appear in an error. The
+// map is copied.
+//
+// An empty token is ignored. A token whose name is empty or blank, or
+// begins or ends with white space, authenticates nobody: the Authenticator
+// refuses it (the handler answers 401) with an error saying the name is
+// unusable, rather than let "alice " pass for another approver than
+// "alice". The Queue compares names without regard to case, so tokens
+// named "bob" and "Bob" are one approver.
 func Tokens(tokens map[string]string) Authenticator {
 	entries := make([]tokenEntry, 0, len(tokens))
 	for tok, name := range tokens {
-		if tok == "" || name == "" {
+		if tok == "" {
 			continue
 		}
 		entries = append(entries, tokenEntry{sum: sha256.Sum256([]byte(tok)), name: name})
@@ -37,15 +44,24 @@ func Tokens(tokens map[string]string) Authenticator {
 			return "", errUnauthenticated
 		}
 		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		name := ""
+		found, name := false, ""
 		for _, e := range entries {
 			if subtle.ConstantTimeCompare(sum[:], e.sum[:]) == 1 {
-				name = e.name
+				found, name = true, e.name
 			}
 		}
-		if name == "" {
+		switch {
+		case !found:
 			return "", errUnauthenticated
+		case !usableName(name):
+			return "", errUnusableName
 		}
 		return name, nil
 	}
+}
+
+// usableName reports whether name can name an approver: not empty, and
+// without white space around it.
+func usableName(name string) bool {
+	return name != "" && strings.TrimSpace(name) == name
 }

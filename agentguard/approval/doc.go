@@ -17,11 +17,11 @@
 // # Binding
 //
 // Every request has a fresh ID and a Digest over the exact call: action,
-// tool, canonical arguments, task and agent with its chain. An answer
-// counts only for the request it names, by both: the guard refuses a grant
-// for another ID or digest, so a grant for one call cannot be replayed for
-// other arguments, another task, another agent, or the same call made
-// again. Both approvers here answer with req.Grant and req.Refuse, which
+// tool (its name, toolset and fingerprint), canonical arguments, task and
+// agent with its chain. An answer counts only for the request it names, by
+// both: the guard refuses a grant for another ID or digest, so a grant for
+// one call cannot be replayed for other arguments, another task, another
+// agent, another tool of the same name, or the same call made again. Both approvers here answer with req.Grant and req.Refuse, which
 // bind the answer, and the webhook carries ID and digest across the wire
 // under a signature.
 //
@@ -41,12 +41,22 @@
 //	GET  /approvals/      the pending requests, oldest first
 //	POST /approvals/{id}  {"decision": "grant", "reason": "checked the invoice"}
 //
+// A POST must say Content-Type: application/json and hold no other
+// fields; a browser cannot send such a request to another origin without
+// a CORS preflight, so an Authenticator that trusts a cookie is safe from
+// cross-site forms. The listing's entries have the fields of the webhook
+// request below (without "version"), plus "granted_by" and "needed".
+//
 // A program decides with [Queue.Next], which hands out each request once,
 // then [Queue.Grant] or [Queue.Refuse]. [Queue.Pending] lists what waits.
 // [WithQuorum] makes a kind of request need several distinct approvers;
-// one refusal refuses. [WithTimeout] refuses a request left undecided.
-// Whatever the outcome, the request leaves the queue when the guard's call
-// returns.
+// one refusal refuses. Kinds match without regard to case, and approver
+// names are compared without regard to case or surrounding spaces, so
+// "alice" and "Alice " count once toward a quorum; [Tokens] refuses a
+// token whose name has surrounding spaces or is empty. [WithTimeout]
+// refuses a request left undecided. Whatever the outcome, the request
+// leaves the queue when the guard's call returns. The zero Queue is ready
+// to use.
 //
 // # Webhook: another service decides
 //
@@ -55,6 +65,13 @@
 // hold the same key of at least 32 random bytes, which signs every message
 // in both directions. The key never appears in errors, logs or fmt output.
 //
+// The URL must be https: the request shows the call's arguments, and the
+// status and error text of an answer other than 200 are not signed. Plain
+// http is accepted only for a loopback host (localhost, 127.0.0.1, ::1),
+// or anywhere with [WithInsecureHTTP]. Of an unsigned error body, the
+// call's error and audit record keep at most 128 bytes, control and
+// format characters removed ([StatusError]).
+//
 // The wire format, for writing the receiving side in any language:
 //
 // The request is a POST with a JSON body:
@@ -62,16 +79,23 @@
 //	{"version": 1, "id": "approval-…", "action": "call_tool",
 //	 "agent": "spiffe://example.org/agent/support", "chain": [],
 //	 "task": "task-…", "purpose": "resolve ticket T-1", "on_behalf_of": "user:alice",
-//	 "sensitivity": 1, "tool": "refund", "call_id": "call-…",
+//	 "sensitivity": 1, "tool": "refund", "toolset": "billing",
+//	 "fingerprint": "sha256:…", "call_id": "call-…",
 //	 "args": {"amount": 40}, "args_digest": "sha256:…", "digest": "sha256:…",
 //	 "kind": "manager", "reason": "refunds need a manager",
 //	 "policies": ["refund-approval"], "requested_at": "2025-01-01T12:00:00Z",
 //	 "expires_at": "2025-01-01T12:05:00Z"}
 //
-// "chain" lists the agents that delegated the task, root first; "args" is
-// the call's canonical JSON (null when it has none); "sensitivity" is the
-// task's, 0 (public) to 3 (restricted); "purpose" and "on_behalf_of" are
-// left out when empty; times are RFC 3339. It carries two headers:
+// "chain" lists the agents that delegated the task, root first; "toolset"
+// is the registry or server of the tool and "fingerprint" its definition's
+// fingerprint (both "" when unknown), so that the approver knows which of
+// two tools of the same name would run; "args" is the call's canonical
+// JSON (null when it has none), sent byte for byte, with <, > and &
+// unescaped, so that "args_digest" is "sha256:" and the hex SHA-256 of
+// exactly the bytes of "args" as received; "sensitivity" is the task's, 0
+// (public) to 3 (restricted); "purpose" and "on_behalf_of" are left out
+// when empty; times are RFC 3339. The digest covers action, tool, toolset,
+// fingerprint, args, task, agent and chain. It carries two headers:
 //
 //	AgentGuard-Timestamp: <Unix seconds, decimal>
 //	AgentGuard-Signature: v1=<hex HMAC-SHA256(key, "agentguard-approval-request\n" + timestamp + "\n" + body)>

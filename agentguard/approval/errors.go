@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Errors to branch on with errors.Is.
@@ -38,6 +40,10 @@ var (
 // recognise. It never says which token was presented.
 var errUnauthenticated = errors.New("approval: not authenticated")
 
+// errUnusableName is what Tokens returns for a token whose approver name
+// is empty or has white space around it.
+var errUnusableName = fmt.Errorf("%w: the token's approver name is empty or has surrounding white space", errUnauthenticated)
+
 // Internal refinements of ErrNotPending, which let the HTTP handler tell an
 // unknown request (404) from one already decided (409).
 var (
@@ -46,12 +52,16 @@ var (
 )
 
 // maxExcerpt bounds the part of a non-200 webhook response kept in a
-// StatusError.
-const maxExcerpt = 256
+// StatusError, in bytes.
+const maxExcerpt = 128
 
 // StatusError is the error of a webhook that answered with a status other
-// than 200 OK. Excerpt holds at most the first 256 bytes of the body,
-// quoted when printed.
+// than 200 OK. Excerpt holds the start of the body, at most 128 bytes of
+// valid UTF-8 with control and format characters (such as newlines,
+// escape sequences and bidirectional overrides) taken out, quoted when
+// printed. The body is not signed: over plain HTTP anyone on the path
+// may have written it, so it is a hint for whoever debugs, never proof of
+// what the receiver said.
 type StatusError struct {
 	StatusCode int
 	Excerpt    string
@@ -66,10 +76,29 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// newStatusError keeps at most maxExcerpt bytes of body, as valid UTF-8.
+// newStatusError keeps at most maxExcerpt bytes of body's printable text.
 func newStatusError(code int, body []byte) *StatusError {
-	if len(body) > maxExcerpt {
-		body = body[:maxExcerpt]
+	return &StatusError{StatusCode: code, Excerpt: excerpt(body, maxExcerpt)}
+}
+
+// excerpt returns the start of body as valid UTF-8 of at most limit
+// bytes, without control characters (Cc), format characters (Cf, such as
+// bidirectional overrides and zero-width spaces) and line or paragraph
+// separators. Invalid UTF-8 is dropped.
+func excerpt(body []byte, limit int) string {
+	var b strings.Builder
+	for len(body) > 0 {
+		r, size := utf8.DecodeRune(body)
+		body = body[size:]
+		switch {
+		case r == utf8.RuneError && size <= 1,
+			unicode.IsControl(r), unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp):
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > limit {
+			break
+		}
+		b.WriteRune(r)
 	}
-	return &StatusError{StatusCode: code, Excerpt: strings.ToValidUTF8(string(body), "")}
+	return b.String()
 }

@@ -85,7 +85,8 @@ func ExampleQueue_Next() {
 }
 
 // People decide through the queue's HTTP API. The approver's name comes
-// from their bearer token, never from what they post.
+// from their bearer token, never from what they post: a body naming an
+// approver is refused.
 func ExampleQueue_Handler() {
 	q := approval.NewQueue()
 	defer q.Close()
@@ -106,6 +107,7 @@ func ExampleQueue_Handler() {
 	call := func(method, path, body string) string {
 		r, _ := http.NewRequest(method, srv.URL+"/approvals/"+path, strings.NewReader(body))
 		r.Header.Set("Authorization", "Bearer token-of-alice")
+		r.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(r)
 		if err != nil {
 			return err.Error()
@@ -118,7 +120,7 @@ func ExampleQueue_Handler() {
 	list := call("GET", "", "")
 	_ = json.Unmarshal([]byte(list[strings.Index(list, "["):]), &pending)
 	fmt.Println("pending:", pending)
-	answer := call("POST", req.ID, `{"decision": "grant", "reason": "looks right", "approver": "mallory"}`)
+	answer := call("POST", req.ID, `{"decision": "grant", "reason": "looks right"}`)
 	fmt.Println(strings.TrimSpace(strings.Replace(answer, req.ID, "<id>", 1)))
 	fmt.Println("call:", <-done)
 	e, _ := rec.Last()

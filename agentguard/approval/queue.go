@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/agentguard/go-sdk/agentguard"
 )
@@ -20,14 +22,17 @@ const decidedMemory = 4096
 
 // Queue is an Approver that holds each request until someone decides it:
 // a person through the queue's HTTP handler, or a program through Next,
-// Grant and Refuse. All its methods are safe for concurrent use.
+// Grant and Refuse. All its methods are safe for concurrent use. The zero
+// value is an empty queue with no options, ready to use; NewQueue sets
+// options.
 //
 // A request leaves the queue when it is decided, when it times out, when
 // the guard stops waiting (its context ends) and when the queue is closed;
 // nothing pending outlives the Approve call that asked.
 type Queue struct {
 	timeout time.Duration
-	quorum  map[string]int
+	// quorum maps a kind, folded (foldName), to the grants it needs.
+	quorum map[string]int
 
 	mu      sync.Mutex
 	pending map[string]*entry
@@ -71,9 +76,19 @@ func WithTimeout(d time.Duration) QueueOption {
 // WithQuorum makes requests of the given kind need n distinct approvers to
 // grant; a single refusal refuses. A request's Kind may list several kinds
 // ("manager,two-person"); it then needs the largest quorum of its kinds.
-// Kinds without a quorum need one approver.
+// Kinds without a quorum need one approver. Kinds match without regard to
+// case or surrounding spaces: WithQuorum("two-person", 2) applies to an
+// @approval("Two-Person") as well.
+//
+// Approvers count as distinct when their names differ other than in case
+// and surrounding spaces: "alice" and "Alice " are one person.
 func WithQuorum(kind string, n int) QueueOption {
-	return func(q *Queue) { q.quorum[kind] = n }
+	return func(q *Queue) {
+		if q.quorum == nil {
+			q.quorum = map[string]int{}
+		}
+		q.quorum[foldName(kind)] = n
+	}
 }
 
 // NewQueue returns an empty queue. Close it to refuse what is still pending
@@ -91,13 +106,55 @@ func NewQueue(opts ...QueueOption) *Queue {
 	return q
 }
 
-// need is the number of grants a request of kind needs.
+// need is the number of grants a request of kind, a comma-separated list
+// of kinds, needs. Kinds are folded as WithQuorum folds them.
 func (q *Queue) need(kind string) int {
 	n := 1
 	for k := range strings.SplitSeq(kind, ",") {
-		n = max(n, q.quorum[strings.TrimSpace(k)])
+		n = max(n, q.quorum[foldName(k)])
 	}
 	return n
+}
+
+// foldName is the form in which kinds and approver names are compared:
+// without surrounding spaces and folded to one representative of its
+// case-folding class, so that strings.EqualFold(a, b) implies
+// foldName(a) == foldName(b) for trimmed a and b.
+func foldName(s string) string {
+	s = strings.TrimSpace(s)
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s) // an ASCII letter's orbit starts upper case
+	}
+	var b strings.Builder
+	for _, r := range s {
+		// The smallest rune of r's simple-fold orbit.
+		low := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			low = min(low, f)
+		}
+		b.WriteRune(low)
+	}
+	return b.String()
+}
+
+// initLocked makes the maps and the channel a zero Queue lacks.
+func (q *Queue) initLocked() {
+	if q.pending == nil {
+		q.pending = map[string]*entry{}
+	}
+	if q.decided == nil {
+		q.decided = map[string]struct{}{}
+	}
+	if q.changed == nil {
+		q.changed = make(chan struct{})
+	}
 }
 
 // Approve queues req and waits until it is decided, it times out
@@ -122,6 +179,7 @@ func (q *Queue) Approve(ctx context.Context, req *agentguard.ApprovalRequest) (a
 	e := &entry{req: cloneRequest(req), need: q.need(req.Kind), done: make(chan struct{})}
 
 	q.mu.Lock()
+	q.initLocked()
 	if q.closed {
 		q.mu.Unlock()
 		return agentguard.Approval{}, ErrClosed
@@ -223,6 +281,7 @@ func (q *Queue) sortedLocked() []*entry {
 func (q *Queue) Next(ctx context.Context) (*agentguard.ApprovalRequest, error) {
 	for {
 		q.mu.Lock()
+		q.initLocked()
 		if q.closed {
 			q.mu.Unlock()
 			return nil, ErrClosed
@@ -247,8 +306,10 @@ func (q *Queue) Next(ctx context.Context) (*agentguard.ApprovalRequest, error) {
 
 // Grant records approver's grant of the request id, with an optional
 // reason. The request is granted once it has as many distinct approvers as
-// its kind needs (WithQuorum), one by default. It returns ErrNoApprover for
-// an empty name, ErrNotPending for a request that is unknown or no longer
+// its kind needs (WithQuorum), one by default. Names are recorded without
+// surrounding spaces and compared without regard to case: "alice" and
+// "Alice " are the same approver. It returns ErrNoApprover for an empty or
+// blank name, ErrNotPending for a request that is unknown or no longer
 // pending, and ErrDuplicateApprover when approver already granted it.
 func (q *Queue) Grant(id, approver, reason string) error {
 	_, err := q.decide(id, approver, reason, true)
@@ -278,6 +339,7 @@ type outcome struct {
 const statusPending = "pending"
 
 func (q *Queue) decide(id, approver, reason string, grant bool) (outcome, error) {
+	approver = strings.TrimSpace(approver)
 	if approver == "" {
 		return outcome{}, ErrNoApprover
 	}
@@ -295,7 +357,8 @@ func (q *Queue) decide(id, approver, reason string, grant bool) (outcome, error)
 		q.finishLocked(e, a)
 		return outcome{ID: id, Status: agentguard.ApprovalRefused, Approvers: a.Approvers, Needed: e.need}, nil
 	}
-	if slices.Contains(e.grants, approver) {
+	who := foldName(approver)
+	if slices.ContainsFunc(e.grants, func(g string) bool { return foldName(g) == who }) {
 		return outcome{}, fmt.Errorf("approval: request %s: %w", id, ErrDuplicateApprover)
 	}
 	e.grants = append(e.grants, approver)
@@ -316,6 +379,7 @@ func (q *Queue) decide(id, approver, reason string, grant bool) (outcome, error)
 func (q *Queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.initLocked()
 	if q.closed {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -33,12 +34,18 @@ type decision struct {
 //	POST /{id}  {"decision": "grant" | "refuse", "reason": "..."}
 //
 // Every request must pass auth, which names the approver: a decision is
-// always made in that name, whatever the body says. A POST answers 200
-// with {"id", "status" ("granted", "refused" or "pending" while a quorum
-// is short), "approvers", "needed"}; 400 for a bad body, 401 when auth
-// fails, 404 for an unknown request, 409 for one already decided (or
-// granted by this approver before), 405 for another method, 413 for a body
-// over 16 KiB. Errors are JSON {"error": "..."}.
+// always made in that name, and the body has no field to name anyone. A
+// POST must have Content-Type application/json (optionally with
+// "; charset=utf-8"), which a browser does not send across origins
+// without a CORS preflight, so that an authenticator relying on cookies is
+// not open to cross-site request forgery; the body must hold exactly the
+// fields above. A POST answers 200 with {"id", "status" ("granted",
+// "refused" or "pending" while a quorum is short), "approvers", "needed"};
+// 400 for a bad body (unknown fields included), 401 when auth fails, 404
+// for an unknown request, 409 for one already decided (or granted by this
+// approver before, under any spelling of the name differing only in case
+// and surrounding spaces), 405 for another method, 413 for a body over 16
+// KiB, 415 for another content type. Errors are JSON {"error": "..."}.
 //
 // With a nil auth the handler answers 401 to everything: approvals fail
 // closed.
@@ -57,7 +64,7 @@ func (h *queueHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	approver, err := h.auth(r)
-	if err != nil || approver == "" {
+	if err != nil || strings.TrimSpace(approver) == "" {
 		unauthorized(w)
 		return
 	}
@@ -78,6 +85,10 @@ func (h *queueHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if !jsonContent(r.Header.Get("Content-Type")) {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
 	var d decision
@@ -124,10 +135,27 @@ func (q *Queue) listing() []queueItem {
 	return out
 }
 
+// jsonContent reports whether a Content-Type header value is
+// application/json, with no parameter but an optional charset=utf-8.
+func jsonContent(value string) bool {
+	mt, params, err := mime.ParseMediaType(value)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
+}
+
 // decodeBody decodes one JSON value of at most limit bytes from r's body
-// into v. On failure it returns the status and message to answer.
+// into v, refusing fields v does not have. On failure it returns the
+// status and message to answer.
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (int, string) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
 		return http.StatusBadRequest, "body must hold one JSON object"
@@ -136,6 +164,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (int
 	switch {
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, "body too large"
+	case err != nil && strings.HasPrefix(err.Error(), "json: unknown field "):
+		return http.StatusBadRequest, "body has an unknown field"
 	case err != nil:
 		return http.StatusBadRequest, "body is not a JSON object"
 	}
@@ -151,8 +181,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
+// writeJSON answers v as JSON, its strings and arguments unescaped
+// (marshalJSON), followed by a newline.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshalJSON(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding failed"}`)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -465,5 +467,154 @@ func BenchmarkQueueApprove(b *testing.B) {
 		if _, err := q.Approve(ctx, request(fmt.Sprint("r", i), "")); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestQueueQuorumNameVariants: spellings of one name that differ in case
+// or surrounding spaces are one approver, and count once toward a quorum.
+func TestQueueQuorumNameVariants(t *testing.T) {
+	q := approval.NewQueue(approval.WithQuorum("two-person", 2))
+	defer q.Close()
+	done := make(chan agentguard.Approval, 1)
+	go func() {
+		a, _ := q.Approve(context.Background(), request("r1", "two-person"))
+		done <- a
+	}()
+	req := next(t, q)
+	if err := q.Grant(req.ID, "alice", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Alice ", "ALICE", " alice", "\talIce\n"} {
+		if err := q.Grant(req.ID, name, ""); !errors.Is(err, approval.ErrDuplicateApprover) {
+			t.Errorf("grant by %q after alice: %v, want ErrDuplicateApprover", name, err)
+		}
+	}
+	for _, name := range []string{"", " ", "\t\n"} {
+		if err := q.Grant(req.ID, name, ""); !errors.Is(err, approval.ErrNoApprover) {
+			t.Errorf("grant by %q: %v, want ErrNoApprover", name, err)
+		}
+	}
+	select {
+	case a := <-done:
+		t.Fatalf("one person's spellings met a two-person quorum: %+v", a)
+	default:
+	}
+	if err := q.Grant(req.ID, " Bob ", "fine"); err != nil {
+		t.Fatal(err)
+	}
+	// Names are recorded without their surrounding spaces.
+	if a := <-done; !a.Granted || !slices.Equal(a.Approvers, []string{"alice", "Bob"}) {
+		t.Fatalf("approval %+v, want granted by alice and Bob", a)
+	}
+}
+
+// TestQueueQuorumKindCase: kinds match without regard to case or spaces,
+// in WithQuorum and in each kind of a request's comma-separated Kind.
+func TestQueueQuorumKindCase(t *testing.T) {
+	q := approval.NewQueue(approval.WithQuorum("two-person", 2), approval.WithQuorum(" Board ", 3))
+	defer q.Close()
+	for _, tc := range []struct {
+		kind string
+		need int
+	}{{"Two-Person", 2}, {"TWO-PERSON", 2}, {"manager, Two-Person ", 2}, {"board", 3}, {"Manager,BOARD", 3}} {
+		done := make(chan agentguard.Approval, 1)
+		go func() {
+			a, _ := q.Approve(context.Background(), request("r-"+tc.kind, tc.kind))
+			done <- a
+		}()
+		req := next(t, q)
+		for i := range tc.need {
+			select {
+			case a := <-done:
+				t.Fatalf("kind %q: decided after %d grants, want %d: %+v", tc.kind, i, tc.need, a)
+			default:
+			}
+			if err := q.Grant(req.ID, fmt.Sprint("approver-", i), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a := waitApproval(t, done); !a.Granted || len(a.Approvers) != tc.need {
+			t.Fatalf("kind %q: approval %+v", tc.kind, a)
+		}
+	}
+
+	// Through the guard: @approval("Two-Person") needs the quorum of
+	// WithQuorum("two-person", 2).
+	env := guardWith(t, "Two-Person", q)
+	var runs atomic.Int64
+	call := invoke(context.Background(), env.Guard, counted("refund", &runs), `{}`)
+	req := next(t, q)
+	if err := q.Grant(req.ID, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-call:
+		t.Fatalf("call returned after one grant of two: %v", err)
+	default:
+	}
+	if p := q.Pending(); len(p) != 1 || runs.Load() != 0 {
+		t.Fatalf("one grant decided a two-person request: pending %d, runs %d", len(p), runs.Load())
+	}
+	if err := q.Grant(req.ID, "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(t, call); err != nil {
+		t.Fatal(err)
+	}
+	wantApproval(t, env, agentguard.ApprovalGranted, "alice", "bob")
+}
+
+func waitApproval(t *testing.T, done <-chan agentguard.Approval) agentguard.Approval {
+	t.Helper()
+	select {
+	case a := <-done:
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatal("Approve did not return")
+		return agentguard.Approval{}
+	}
+}
+
+// TestQueueZeroValue: a zero Queue is an empty queue without options:
+// it queues, hands out, decides, lists and closes without panicking.
+func TestQueueZeroValue(t *testing.T) {
+	var q approval.Queue
+	if p := q.Pending(); len(p) != 0 {
+		t.Fatalf("Pending() of a zero queue = %v", p)
+	}
+	if err := q.Grant("r0", "alice", ""); !errors.Is(err, approval.ErrNotPending) {
+		t.Fatalf("Grant on a zero queue: %v", err)
+	}
+	done := make(chan agentguard.Approval, 1)
+	go func() {
+		a, err := q.Approve(context.Background(), request("r1", "two-person"))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	req := next(t, &q)
+	srv := serveQueue(t, &q)
+	if status, body := do(t, "GET", srv.URL+"/approvals/", aliceToken, ""); status != http.StatusOK || !strings.Contains(string(body), `"r1"`) {
+		t.Fatalf("listing of a zero queue = %d %s", status, body)
+	}
+	if err := q.Grant(req.ID, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if a := waitApproval(t, done); !a.Granted || a.RequestID != "r1" {
+		t.Fatalf("approval %+v", a)
+	}
+	go func() { _, _ = q.Approve(context.Background(), request("r2", "")) }()
+	next(t, &q)
+	q.Close()
+	if _, err := q.Next(context.Background()); !errors.Is(err, approval.ErrClosed) {
+		t.Fatalf("Next after Close: %v", err)
+	}
+	wantPendingEmpty(t, &q)
+
+	var closed approval.Queue
+	closed.Close()
+	if _, err := closed.Approve(context.Background(), request("r1", "")); !errors.Is(err, approval.ErrClosed) {
+		t.Fatalf("Approve on a closed zero queue: %v", err)
 	}
 }

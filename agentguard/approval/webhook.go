@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/agentguard/go-sdk/agentguard"
@@ -47,6 +49,7 @@ type webhookConfig struct {
 	skew     time.Duration
 	now      func() time.Time
 	capacity int
+	insecure bool
 }
 
 // WebhookOption configures a Webhook or a webhook handler
@@ -77,6 +80,16 @@ func WithClock(now func() time.Time) WebhookOption {
 	return func(cfg *webhookConfig) { cfg.now = now }
 }
 
+// WithInsecureHTTP lets a Webhook post to a plain http URL on a host other
+// than a loopback address. Without it NewWebhook refuses such a URL: over
+// plain HTTP anyone on the path reads every request (the arguments of the
+// call, the task, the agent) and can answer with any status and error
+// text, which end up in the call's error and its audit record. Signatures
+// still stop them from granting. The handler ignores this option.
+func WithInsecureHTTP() WebhookOption {
+	return func(cfg *webhookConfig) { cfg.insecure = true }
+}
+
 func newWebhookConfig(opts []WebhookOption) webhookConfig {
 	cfg := webhookConfig{skew: defaultMaxSkew, now: time.Now, capacity: defaultReplayCapacity}
 	for _, o := range opts {
@@ -85,12 +98,15 @@ func newWebhookConfig(opts []WebhookOption) webhookConfig {
 	return cfg
 }
 
-// NewWebhook returns an Approver posting to rawURL (http or https),
-// signing with key, which must be at least MinKeySize bytes of random
-// data shared with the receiver only. key is copied.
+// NewWebhook returns an Approver posting to rawURL, signing with key,
+// which must be at least MinKeySize bytes of random data shared with the
+// receiver only. key is copied.
+//
+// rawURL must be https, or http on a loopback host (localhost, 127.0.0.1
+// or any 127.x.y.z, ::1), unless WithInsecureHTTP is given.
 func NewWebhook(rawURL string, key []byte, opts ...WebhookOption) (*Webhook, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
 		return nil, errors.New("approval: webhook URL must be an absolute http or https URL")
 	}
 	s, err := newSigner(key)
@@ -98,11 +114,27 @@ func NewWebhook(rawURL string, key []byte, opts ...WebhookOption) (*Webhook, err
 		return nil, err
 	}
 	cfg := newWebhookConfig(opts)
+	if u.Scheme == "http" && !cfg.insecure && !loopback(u.Hostname()) {
+		return nil, errors.New("approval: webhook URL must be https unless its host is a loopback address (or WithInsecureHTTP is given)")
+	}
 	if cfg.client == nil {
 		cfg.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Webhook{url: u, sign: s, client: cfg.client, skew: cfg.skew, now: cfg.now}, nil
 }
+
+// loopback reports whether host, a URL's host without port or brackets,
+// is localhost or a loopback IP address.
+func loopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// errNotMade is Approve's error on a Webhook not made by NewWebhook.
+var errNotMade = errors.New("approval: Webhook not made with NewWebhook")
 
 // Approve posts req and returns the answer, bound to req. It returns an
 // error for anything but a 200 answer (a *StatusError), signed with the
@@ -112,14 +144,20 @@ func NewWebhook(rawURL string, key []byte, opts ...WebhookOption) (*Webhook, err
 // sets it to req.ExpiresAt) passes first, or the receiver answers 504
 // Gateway Timeout (nobody decided in time), the error wraps
 // agentguard.ErrApprovalTimeout. An unsigned 504 can only deny, never
-// grant; it marks the denial as a timeout rather than an error.
+// grant; it marks the denial as a timeout rather than an error. A nil or
+// zero Webhook, not made by NewWebhook, returns an error.
 func (w *Webhook) Approve(ctx context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
-	if req == nil || req.ID == "" {
+	switch {
+	case w == nil || w.url == nil || w.sign.newMAC == nil || w.client == nil || w.now == nil:
+		return agentguard.Approval{}, errNotMade
+	case req == nil || req.ID == "":
 		return agentguard.Approval{}, errors.New("approval: request without an ID")
 	}
 	wr := toWire(req)
 	wr.Version = wireVersion
-	body, err := json.Marshal(wr)
+	// The arguments go as their canonical bytes, unescaped, so that their
+	// SHA-256 on the wire is args_digest.
+	body, err := marshalJSON(wr)
 	if err != nil {
 		return agentguard.Approval{}, fmt.Errorf("approval: request %s: arguments are not JSON", req.ID)
 	}

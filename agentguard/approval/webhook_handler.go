@@ -146,7 +146,7 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if answer.Approvers == nil {
 		answer.Approvers = []string{}
 	}
-	out, err := json.Marshal(answer)
+	out, err := marshalJSON(answer)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "encoding failed")
 		return

@@ -354,7 +354,7 @@ func TestWebhookStatus(t *testing.T) {
 			if !ok || se.StatusCode != tc.code || runs.Load() != 0 {
 				t.Fatalf("call: %v, runs %d; want a *StatusError %d", err, runs.Load(), tc.code)
 			}
-			if len(se.Excerpt) > 256 || len(err.Error()) > 1024 {
+			if len(se.Excerpt) > 128 || len(err.Error()) > 1024 {
 				t.Fatalf("excerpt of %d bytes, error of %d", len(se.Excerpt), len(err.Error()))
 			}
 			timeout := tc.code == http.StatusGatewayTimeout
@@ -583,5 +583,161 @@ func TestWebhookCopiesKey(t *testing.T) {
 	clear(key)
 	if a, err := hook.Approve(context.Background(), request("approval-1", "")); err != nil || !a.Granted {
 		t.Fatalf("after the caller cleared its key: %+v, %v", a, err)
+	}
+}
+
+// TestWebhookArgsAreCanonicalBytes: the arguments cross the wire as the
+// very bytes args_digest covers, <, > and & unescaped: the receiver's
+// SHA-256 of what it got is the request's ArgsDigest.
+func TestWebhookArgsAreCanonicalBytes(t *testing.T) {
+	seen := make(chan *agentguard.ApprovalRequest, 1)
+	var wire []byte
+	receiver := newHandler(t, func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+		seen <- req
+		return req.Grant("alice"), nil
+	})
+	hook := serveHook(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		wire = body
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		receiver.ServeHTTP(w, r)
+	}))
+	env := guardWith(t, "manager", hook)
+	var runs atomic.Int64
+	if _, err := env.Guard.Invoke(context.Background(), counted("refund", &runs), agentguard.Call{Args: json.RawMessage(`{"note": "<b>&"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	req := <-seen
+	sum := sha256.Sum256(req.Args)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != req.ArgsDigest || string(req.Args) != `{"note":"<b>&"}` {
+		t.Fatalf("receiver got args %s with SHA-256 %s; args_digest is %s", req.Args, got, req.ArgsDigest)
+	}
+	if !bytes.Contains(wire, []byte(`"args":{"note":"<b>&"}`)) {
+		t.Fatalf("wire body %s does not carry the canonical arguments", wire)
+	}
+}
+
+// TestWebhookToolsetAndFingerprint: toolset and fingerprint reach the
+// receiver intact, as the wire fields "toolset" and "fingerprint", both
+// from a direct request and from the guard's.
+func TestWebhookToolsetAndFingerprint(t *testing.T) {
+	got := make(chan *agentguard.ApprovalRequest, 1)
+	var wire map[string]any
+	receiver := newHandler(t, func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+		got <- req
+		return req.Grant("alice"), nil
+	})
+	hook := serveHook(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		wire = nil
+		_ = json.Unmarshal(body, &wire)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		receiver.ServeHTTP(w, r)
+	}))
+	req := request("approval-1", "")
+	req.Toolset, req.Fingerprint = "billing-mcp", "sha256:0123abcd"
+	if _, err := hook.Approve(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.Toolset != "billing-mcp" || r.Fingerprint != "sha256:0123abcd" {
+		t.Fatalf("receiver saw toolset %q, fingerprint %q", r.Toolset, r.Fingerprint)
+	}
+	if wire["toolset"] != "billing-mcp" || wire["fingerprint"] != "sha256:0123abcd" {
+		t.Fatalf("wire fields: toolset %v, fingerprint %v", wire["toolset"], wire["fingerprint"])
+	}
+
+	var asked *agentguard.ApprovalRequest
+	env := guardWith(t, "manager", agentguard.ApproverFunc(func(ctx context.Context, r *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+		asked = r
+		return hook.Approve(ctx, r)
+	}))
+	tool := counted("refund", new(atomic.Int64))
+	tool.Toolset = "billing"
+	if _, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if asked.Toolset != "billing" || asked.Fingerprint == "" || r.Toolset != asked.Toolset || r.Fingerprint != asked.Fingerprint {
+		t.Fatalf("guard asked toolset %q, fingerprint %q; receiver saw %q, %q", asked.Toolset, asked.Fingerprint, r.Toolset, r.Fingerprint)
+	}
+}
+
+// TestWebhookZeroValue: a Webhook not made by NewWebhook says so rather
+// than panic.
+func TestWebhookZeroValue(t *testing.T) {
+	var zero approval.Webhook
+	var nilHook *approval.Webhook
+	for name, hook := range map[string]*approval.Webhook{"zero": &zero, "nil": nilHook} {
+		_, err := hook.Approve(context.Background(), request("r1", ""))
+		if err == nil || err.Error() != "approval: Webhook not made with NewWebhook" {
+			t.Errorf("%s Webhook: %v", name, err)
+		}
+	}
+	env := guardWith(t, "manager", &zero)
+	var runs atomic.Int64
+	if _, err := env.Guard.Invoke(context.Background(), counted("refund", &runs), agentguard.Call{}); !errors.Is(err, agentguard.ErrApprovalRequired) || runs.Load() != 0 {
+		t.Fatalf("call through a zero Webhook: %v, runs %d", err, runs.Load())
+	}
+}
+
+// TestWebhookStatusExcerpt: an unsigned error body reaches the error and
+// the audit only as at most 128 bytes of valid UTF-8 without control or
+// format characters.
+func TestWebhookStatusExcerpt(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"control characters", "\x1b[2J\x1b[31mOK\r\nGRANTED by\u202e admin\u200b\x00\x7f\u2028", "[2J[31mOKGRANTED by admin"},
+		{"long", strings.Repeat("x", 300), strings.Repeat("x", 128)},
+		{"multi-byte at the cut", "x" + strings.Repeat("é", 100), "x" + strings.Repeat("é", 63)},
+		{"invalid UTF-8", "a\xffb\xc3", "ab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := guardWith(t, "manager", serveHook(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, tc.body)
+			})))
+			_, err := env.Guard.Invoke(context.Background(), counted("refund", new(atomic.Int64)), agentguard.Call{})
+			se, ok := errors.AsType[*approval.StatusError](err)
+			if !ok || se.StatusCode != http.StatusForbidden {
+				t.Fatalf("call: %v, want a *StatusError 403", err)
+			}
+			if se.Excerpt != tc.want || len(se.Excerpt) > 128 {
+				t.Fatalf("excerpt %q, want %q", se.Excerpt, tc.want)
+			}
+			records, _ := json.Marshal(env.Audit.Events())
+			for _, bad := range []string{"\x1b", "\\x1b", "\\u001b", "\r", "\\r", "\u202e", "\\u202e"} {
+				if strings.Contains(err.Error(), bad) || bytes.Contains(records, []byte(bad)) {
+					t.Fatalf("%q reached the error or audit: %v", bad, err)
+				}
+			}
+		})
+	}
+}
+
+// TestNewWebhookSchemes: plain http only to a loopback host, or with
+// WithInsecureHTTP.
+func TestNewWebhookSchemes(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"https://example.org/approve":      true,
+		"http://127.0.0.1:8080/approve":    true,
+		"http://127.9.9.9/approve":         true,
+		"http://[::1]:8080/approve":        true,
+		"http://localhost:8080/approve":    true,
+		"http://LocalHost/approve":         true,
+		"http://example.org/approve":       false,
+		"http://10.0.0.1/approve":          false,
+		"http://127.0.0.1.nip.io/approve":  false,
+		"http://localhost.example.org/x":   false,
+		"http://user@example.org/approve":  false,
+		"http://[::ffff:10.0.0.1]/approve": false,
+	} {
+		_, err := approval.NewWebhook(url, testKey)
+		if (err == nil) != ok {
+			t.Errorf("NewWebhook(%s): %v, want accepted %v", url, err, ok)
+		}
+		if _, err := approval.NewWebhook(url, testKey, approval.WithInsecureHTTP()); err != nil {
+			t.Errorf("NewWebhook(%s, WithInsecureHTTP()): %v", url, err)
+		}
 	}
 }

@@ -55,6 +55,8 @@ type wireRequest struct {
 	// Sensitivity is the task's, 0 (public) to 3 (restricted).
 	Sensitivity int             `json:"sensitivity"`
 	Tool        string          `json:"tool"`
+	Toolset     string          `json:"toolset"`
+	Fingerprint string          `json:"fingerprint"`
 	CallID      string          `json:"call_id"`
 	Args        json.RawMessage `json:"args"`
 	ArgsDigest  string          `json:"args_digest"`
@@ -93,7 +95,7 @@ func toWire(r *agentguard.ApprovalRequest) wireRequest {
 	return wireRequest{
 		ID: r.ID, Action: r.Action, Agent: r.Agent.ID.String(), Chain: chain,
 		Task: r.TaskID, Purpose: r.Purpose, OnBehalfOf: r.OnBehalfOf, Sensitivity: int(r.Sensitivity),
-		Tool: r.Tool, CallID: r.CallID, Args: args, RequestedAt: r.RequestedAt.UTC(),
+		Tool: r.Tool, Toolset: r.Toolset, Fingerprint: r.Fingerprint, CallID: r.CallID, Args: args, RequestedAt: r.RequestedAt.UTC(),
 		ArgsDigest: r.ArgsDigest, Digest: r.Digest, Kind: r.Kind, Reason: r.Reason,
 		Policies: policies, ExpiresAt: r.ExpiresAt.UTC(),
 	}
@@ -120,10 +122,25 @@ func fromWire(w *wireRequest) (*agentguard.ApprovalRequest, error) {
 	return &agentguard.ApprovalRequest{
 		ID: w.ID, Action: w.Action, Agent: agent, TaskID: w.Task, Purpose: w.Purpose,
 		OnBehalfOf: w.OnBehalfOf, Sensitivity: agentguard.Sensitivity(w.Sensitivity), RequestedAt: w.RequestedAt, Tool: w.Tool,
-		CallID: w.CallID, Args: args, ArgsDigest: w.ArgsDigest, Digest: w.Digest,
+		Toolset: w.Toolset, Fingerprint: w.Fingerprint, CallID: w.CallID, Args: args, ArgsDigest: w.ArgsDigest, Digest: w.Digest,
 		Kind: w.Kind, Reason: w.Reason, Policies: slices.Clone(w.Policies),
 		ExpiresAt: w.ExpiresAt,
 	}, nil
+}
+
+// marshalJSON encodes v as JSON without escaping <, > and & (nor U+2028
+// and U+2029 inside raw values), so that the canonical arguments of a
+// request travel as the very bytes their digest covers. Unlike
+// json.Marshal it does not escape for embedding in HTML; what it returns
+// is still JSON. There is no trailing newline.
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // cloneRequest returns a deep copy of r.
