@@ -434,3 +434,52 @@ func TestBudgetSubAgent(t *testing.T) {
 		})
 	}
 }
+
+// TestChildTaskAfterParentEnded: a task works for the task it was started
+// from, and stops when that one ends, even when its context outlives it
+// (context.WithoutCancel): a later call is denied with ErrTaskEnded before
+// policy or an approver is asked and before any credential is issued.
+func TestChildTaskAfterParentEnded(t *testing.T) {
+	engine := policytest.AllowAll()
+	var asked atomic.Int64
+	env := agentguardtest.New(t, engine, "tok", agentguard.WithRiskApproval(agentguard.RiskHigh),
+		agentguard.WithApprover(agentguard.ApproverFunc(func(ctx context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+			asked.Add(1)
+			return req.Grant("alice"), nil
+		})))
+	var leases sync.Map
+	tool := credTool(&leases)
+	tool.Risk = agentguard.RiskHigh
+	ctx := context.Background()
+	pctx, parent, err := env.Guard.StartTask(ctx, agentguard.TaskSpec{ID: "parent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, child, err := env.Guard.StartTask(context.WithoutCancel(pctx), agentguard.TaskSpec{ID: "child"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if isDone(child) {
+		t.Fatal("test premise: the child's context outlives the parent")
+	}
+	decided, approvals, issued, records := len(engine.Calls()), asked.Load(), env.Provider.Issued(), len(env.Audit.Kind(audit.KindCredentialIssue))
+
+	_, err = env.Guard.Invoke(cctx, tool, agentguard.Call{})
+	var de *agentguard.DenyError
+	if !errors.Is(err, agentguard.ErrTaskEnded) || !errors.As(err, &de) || de.Step != agentguard.StepTask ||
+		!strings.Contains(err.Error(), `task "parent", which this task works for, has ended`) {
+		t.Fatalf("call in the child after the parent ended: err = %v, want ErrTaskEnded at step task naming the parent", err)
+	}
+	if n := len(engine.Calls()) - decided; n != 0 {
+		t.Errorf("policy asked %d times about a call that cannot run", n)
+	}
+	if n := asked.Load() - approvals; n != 0 {
+		t.Errorf("approver asked %d times about a call that cannot run", n)
+	}
+	if env.Provider.Issued() != issued || len(env.Audit.Kind(audit.KindCredentialIssue)) != records {
+		t.Error("a credential was issued for a call that cannot run")
+	}
+}

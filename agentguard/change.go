@@ -69,7 +69,7 @@ type ToolChange struct {
 // review: ReviewTool returns nil.
 func (g *Guard) ReviewTool(ctx context.Context, t *Tool) error {
 	if err := t.validate(false); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidTool, err)
 	}
 	t = t.clone()
 	_, _, err := g.reviewTool(ctx, t, t.Fingerprint())
@@ -100,7 +100,7 @@ func (g *Guard) reviewTool(ctx context.Context, t *Tool, fp string) (ToolChange,
 			"toolset": t.Toolset, "name": t.Name, "description": t.Description,
 			"input_schema": schema, "annotations": t.Annotations,
 		},
-		pin: func() { l.pinTool(t.Toolset, t.Name, fp) },
+		swap: func(record func() error) error { return l.swapTool(t.Toolset, t.Name, prev, fp, record) },
 	})
 	tc.Approved = err == nil
 	return tc, true, err
@@ -116,7 +116,9 @@ type change struct {
 	change                string
 	fingerprint, previous string
 	policyArgs, shown     map[string]any // beside change, fingerprint and previous
-	pin                   func()         // trusts the change, once approved and recorded
+	// swap pins the change, approved, if the pin is still previous; it
+	// runs record first, and pins only if it succeeds (Lock.swapTool).
+	swap func(record func() error) error
 }
 
 // resourceTool names the tool whose calls policy counts in
@@ -129,18 +131,18 @@ func (c *change) resourceTool() string {
 }
 
 // args returns the canonical JSON of extra with the change's kind and
-// fingerprints.
-func (c *change) args(extra map[string]any) json.RawMessage {
+// fingerprints. Only values of validated tools and strings reach here, so
+// it does not fail; if it did, the change is denied.
+func (c *change) args(extra map[string]any) (json.RawMessage, error) {
 	m := map[string]any{"change": c.change, "fingerprint": c.fingerprint, "previous": c.previous}
 	for k, v := range extra {
 		m[k] = v
 	}
 	b, err := canonical.Marshal(m)
 	if err != nil {
-		// Only values from validated tools and strings reach here.
-		panic(fmt.Sprintf("agentguard: change arguments: %v", err))
+		return nil, fmt.Errorf("%w: change arguments: %w", ErrInvalidTool, err)
 	}
-	return b
+	return b, nil
 }
 
 // reviewing is the state of one review as it moves through its steps.
@@ -221,8 +223,16 @@ func (r *reviewing) steps(ctx context.Context) error {
 	}
 
 	r.step = StepAuthorize
+	args, err := c.args(c.policyArgs)
+	if err != nil {
+		return r.deny(ctx, StepAuthorize, "change not describable", nil, err)
+	}
+	shown, err := c.args(c.shown)
+	if err != nil {
+		return r.deny(ctx, StepAuthorize, "change not describable", nil, err)
+	}
 	req := &policy.Request{
-		Agent: id, Action: c.action, Args: c.args(c.policyArgs), Task: state,
+		Agent: id, Action: c.action, Args: args, Task: state,
 		CallID: newID("change-"), Time: r.ev.Time,
 	}
 	if c.tool != nil {
@@ -247,7 +257,7 @@ func (r *reviewing) steps(ctx context.Context) error {
 	}
 	areq, err := g.newApprovalRequest(ApprovalRequest{
 		Action: c.action, Agent: id, Tool: c.name, Toolset: c.toolset, Fingerprint: c.fingerprint, CallID: req.CallID,
-		Args: c.args(c.shown), Kind: cmp.Or(strings.Join(canonical.SortedSet(kinds), ","), c.action),
+		Args: shown, Kind: cmp.Or(strings.Join(canonical.SortedSet(kinds), ","), c.action),
 		Reason: d.Reason, Policies: d.Policies,
 	}, task) // nil outside any task
 	if err != nil {
@@ -295,15 +305,23 @@ func (r *reviewing) steps(ctx context.Context) error {
 		return r.deny(ctx, StepGuard, "guard closed", nil, ErrClosed)
 	}
 
-	// Recorded first: in strict mode, no pin without its record.
+	// Pinned only if the pin is still the one reviewed, so that a review
+	// that ends late never puts an older change back; and recorded first,
+	// so that in strict mode there is no pin without its record, and no
+	// record of a pin that was not made.
 	r.step = StepAudit
-	r.ev.Decision, r.ev.Outcome = audit.Allow, audit.OutcomeOK
-	r.span.SetAttributes(AttrDecision.String(audit.Allow), AttrOutcome.String(audit.OutcomeOK))
-	if err := r.finish(ctx); err != nil {
+	err = c.swap(func() error {
+		r.ev.Decision, r.ev.Outcome = audit.Allow, audit.OutcomeOK
+		r.span.SetAttributes(AttrDecision.String(audit.Allow), AttrOutcome.String(audit.OutcomeOK))
+		return r.finish(ctx)
+	})
+	switch {
+	case errors.Is(err, ErrPinChanged):
+		return r.deny(ctx, StepIntegrity, "the pin changed during review", d.Policies, err)
+	case err != nil:
 		r.span.SetStatus(codes.Error, "audit record not written")
 		return r.error(StepAudit, "audit record not written; change not pinned", err)
 	}
-	c.pin()
 	return nil
 }
 

@@ -53,7 +53,8 @@ type Budget struct {
 	// and a large number to exempt one from PerTool.
 	Tools map[string]int
 	// PerMinute bounds the calls of the task started in any 60 seconds,
-	// by the guard's clock.
+	// by the guard's clock: by its monotonic reading where it has one (as
+	// time.Now's do), so that setting the wall clock does not reset it.
 	PerMinute int
 }
 
@@ -128,20 +129,26 @@ const recentCap = 1024
 
 // window holds the start times of a task's calls in the last minute,
 // oldest first, in a ring that grows to at most its capacity.
+//
+// The times are the guard's clock's, kept as time.Time values: those of
+// time.Now carry a monotonic reading, which Before and After compare, so
+// that a step of the wall clock (NTP, an operator) neither empties the
+// window nor fills it for as long as the step. A clock without monotonic
+// readings (WithClock) is compared by its wall time.
 type window struct {
-	buf     []int64 // Unix nanoseconds
+	buf     []time.Time
 	head, n int
 }
 
-func (w *window) at(i int) int64 { return w.buf[(w.head+i)%len(w.buf)] }
+func (w *window) at(i int) time.Time { return w.buf[(w.head+i)%len(w.buf)] }
 
 // count returns how many calls started in the minute before now.
 func (w *window) count(now time.Time) int {
-	cutoff := now.Add(-time.Minute).UnixNano()
+	cutoff := now.Add(-time.Minute)
 	lo, hi := 0, w.n // the first entry after cutoff
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if w.at(mid) > cutoff {
+		if w.at(mid).After(cutoff) {
 			hi = mid
 		} else {
 			lo = mid + 1
@@ -153,12 +160,12 @@ func (w *window) count(now time.Time) int {
 // add notes a call started at now, dropping what is older than a minute,
 // and the oldest entry when capacity are kept.
 func (w *window) add(now time.Time, capacity int) {
-	ts := now.UnixNano()
-	if w.n > 0 {
-		ts = max(ts, w.at(w.n-1)) // calls admitted out of clock order count as the latest
+	ts := now
+	if w.n > 0 && w.at(w.n-1).After(ts) {
+		ts = w.at(w.n - 1) // calls admitted out of clock order count as the latest
 	}
-	cutoff := ts - int64(time.Minute)
-	for w.n > 0 && w.buf[w.head] <= cutoff {
+	cutoff := ts.Add(-time.Minute)
+	for w.n > 0 && !w.buf[w.head].After(cutoff) {
 		w.head = (w.head + 1) % len(w.buf)
 		w.n--
 	}
@@ -167,7 +174,7 @@ func (w *window) add(now time.Time, capacity int) {
 		w.n--
 	}
 	if w.n == len(w.buf) {
-		grown := make([]int64, min(max(4, 2*len(w.buf)), capacity))
+		grown := make([]time.Time, min(max(4, 2*len(w.buf)), capacity))
 		for i := range w.n {
 			grown[i] = w.at(i)
 		}
@@ -239,7 +246,7 @@ func (t *Task) admit(tool string, now time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ended {
-		return ErrTaskEnded
+		return endedErr(t, t)
 	}
 	if err := t.exceeds(tool, now); err != nil {
 		return err
@@ -247,7 +254,10 @@ func (t *Task) admit(tool string, now time.Time) error {
 	if t.parent != nil {
 		if err := t.parent.admit(tool, t.parent.g.cfg.now()); err != nil {
 			if errors.Is(err, ErrTaskEnded) {
-				return fmt.Errorf("%w: task %q, which this task works for, has ended", ErrTaskEnded, t.parent.spec.ID)
+				// Say which task above this one ended, and why.
+				if e := t.checkEnded(); e != nil {
+					return e
+				}
 			}
 			return err
 		}
@@ -317,43 +327,53 @@ type Suspension struct {
 
 // suspensions is the kill switch's state. The hot path reads the current
 // set with one atomic load; Suspend and Resume replace it (copy on write)
-// under mu, which also keeps their audit records in the order of the
-// changes.
+// under mu, one change at a time, each numbered by seq. mu is never held
+// while an audit record is written, so that an audit sink may call Suspend
+// or Resume itself.
 type suspensions struct {
 	mu  sync.Mutex
+	seq uint64                        // the number of the last change; under mu
 	cur atomic.Pointer[suspensionSet] // nil when nothing is suspended
+}
+
+// suspended is a suspension in force, with the number of the change that
+// made it.
+type suspended struct {
+	Suspension
+	seq uint64
 }
 
 // suspensionSet is immutable once published. Agents are keyed by their
 // SPIFFE ID and trust domains by name: strings, which the ID holds, hash
 // faster than the ID itself.
 type suspensionSet struct {
-	agents  map[string]Suspension
-	domains map[string]Suspension
+	agents  map[string]suspended
+	domains map[string]suspended
 }
 
 func (s *suspensionSet) clone() *suspensionSet {
-	out := &suspensionSet{agents: map[string]Suspension{}, domains: map[string]Suspension{}}
+	out := &suspensionSet{agents: map[string]suspended{}, domains: map[string]suspended{}}
 	if s != nil {
-		for k, v := range s.agents {
-			out.agents[k] = v
-		}
-		for k, v := range s.domains {
-			out.domains[k] = v
-		}
+		maps.Copy(out.agents, s.agents)
+		maps.Copy(out.domains, s.domains)
 	}
 	return out
 }
 
-func (s *suspensionSet) lookup(target spiffeid.ID) (Suspension, bool) {
-	if s == nil {
-		return Suspension{}, false
-	}
+// key returns the map of s that holds target, and its key there.
+func (s *suspensionSet) key(target spiffeid.ID) (map[string]suspended, string) {
 	if target.Path() == "" {
-		v, ok := s.domains[target.TrustDomain().Name()]
-		return v, ok
+		return s.domains, target.TrustDomain().Name()
 	}
-	v, ok := s.agents[target.String()]
+	return s.agents, target.String()
+}
+
+func (s *suspensionSet) lookup(target spiffeid.ID) (suspended, bool) {
+	if s == nil {
+		return suspended{}, false
+	}
+	m, k := s.key(target)
+	v, ok := m[k]
 	return v, ok
 }
 
@@ -361,10 +381,10 @@ func (s *suspensionSet) lookup(target spiffeid.ID) (Suspension, bool) {
 // trust domain that is suspended.
 func (s *suspensionSet) check(role string, a spiffeid.ID) error {
 	if v, ok := s.agents[a.String()]; ok {
-		return suspendedError(role+" "+a.String(), v)
+		return suspendedError(role+" "+a.String(), v.Suspension)
 	}
 	if v, ok := s.domains[a.TrustDomain().Name()]; ok {
-		return suspendedError("trust domain "+a.TrustDomain().Name()+" of "+role+" "+a.String(), v)
+		return suspendedError("trust domain "+a.TrustDomain().Name()+" of "+role+" "+a.String(), v.Suspension)
 	}
 	return nil
 }
@@ -375,6 +395,15 @@ func suspendedError(what string, s Suspension) error {
 		msg += ": " + s.Reason
 	}
 	return fmt.Errorf("%w: %s", ErrSuspended, msg)
+}
+
+// err is the error, wrapping ErrSuspended, of the calls in the tasks that
+// s ends.
+func (s Suspension) err() error {
+	if s.Target.Path() == "" {
+		return suspendedError("trust domain "+s.Target.TrustDomain().Name(), s)
+	}
+	return suspendedError("agent "+s.Target.String(), s)
 }
 
 // checkSuspended returns an error wrapping ErrSuspended when id, an agent
@@ -402,19 +431,43 @@ func (g *Guard) checkSuspended(id identity.Identity) error {
 //
 // The suspension is in force when Suspend returns: every later call of the
 // agent, of a sub-agent with it up its delegation chain, and every later
-// Delegate, Handoff, AcceptHandoff and Registry.List of such an agent, is
-// denied with ErrSuspended (step StepSuspend) and audited. A call that
-// already passed the guard's last check, just before its tool runs, is not
-// stopped; one that waited for an approver or a credential is. Suspend also
-// ends every open task in which the target (or an agent of the trust
-// domain) has called, as Task.End does, with the reason "agent suspended:
-// <reason>": their credentials are revoked and their contexts cancelled.
+// Delegate, Handoff and AcceptHandoff of such an agent, is denied with
+// ErrSuspended (step StepSuspend) and audited. Registry.List of such an
+// agent returns ErrSuspended; it writes no record. StartTask with a
+// context from Delegate or AcceptHandoff that names a suspended agent (the
+// one the task was handed to, or one up its chain) returns ErrSuspended,
+// also without a record. A call that waited for an approver or a
+// credential is denied; one that already passed the guard's last check,
+// just before its tool runs, is not, but its task ends (below): its tool's
+// context is cancelled and its credentials revoked.
+//
+// Suspend ends every open task in which the target (or an agent of the
+// trust domain) has called, as Task.End does, with the reason "agent
+// suspended: <reason>": their credentials are revoked and their contexts
+// cancelled, and calls still under way in them are denied with
+// ErrSuspended (and ErrTaskEnded). The tasks of calls made outside any
+// task are among them. Tasks in which the target has not called yet are
+// left open: a task learns its agents from their calls (StartTask cannot
+// know who will call in it, beyond the agents a delegation names, above),
+// so Suspend cannot tell them from other agents' tasks. The target can neither call
+// nor lease a credential in them; suspending it again ends those it has
+// tried to call in since. End them with Task.End (or Close the guard) to
+// be rid of them.
 //
 // Suspend writes an audit.KindSuspend record naming the target, the reason
-// and the tasks it ends. Suspending a target again updates its reason (not
-// its Since), is audited again and ends the tasks it has called in since.
-// The error joins a failed audit record and the tasks' End errors; the
-// suspension stays in force whatever fails.
+// and the tasks it ends, once the suspension is in force and before it
+// ends them. Suspending a target again updates its reason (not its Since),
+// is audited again and ends the tasks it has called in since. The error
+// joins a failed audit record and the tasks' End errors; the suspension
+// stays in force whatever fails.
+//
+// Suspend and Resume change the suspensions one at a time, but neither
+// holds a lock while its record is written: the audit sink may itself call
+// Suspend or Resume (to escalate to the trust domain, say), from the
+// goroutine that writes or another. The nested call takes effect at once
+// and writes its own record while the sink is still writing the record
+// that prompted it; records of concurrent calls may reach the sink in
+// either order. See Resume for a Resume that races a Suspend.
 //
 // A suspension holds in this guard: the guards of other agents, in this
 // process or others, refuse calls only of agents suspended in them.
@@ -425,28 +478,25 @@ func (g *Guard) Suspend(ctx context.Context, target spiffeid.ID, reason string) 
 		return errors.New("agentguard: suspend: no agent or trust domain given")
 	}
 	now := g.cfg.now()
-	g.suspensions.mu.Lock()
-	cur := g.suspensions.cur.Load()
 	s := Suspension{Target: target, Reason: reason, Since: now}
+	sp := &g.suspensions
+	sp.mu.Lock()
+	cur := sp.cur.Load()
 	if prev, ok := cur.lookup(target); ok {
 		s.Since = prev.Since
 	}
+	sp.seq++
 	next := cur.clone()
-	if target.Path() == "" {
-		next.domains[target.TrustDomain().Name()] = s
-	} else {
-		next.agents[target.String()] = s
-	}
-	g.suspensions.cur.Store(next)
+	m, k := next.key(target)
+	m[k] = suspended{Suspension: s, seq: sp.seq}
+	sp.cur.Store(next)
+	sp.mu.Unlock()
 
-	// A call notes its agent in its task before it checks for a
-	// suspension: either the call sees the suspension just stored, or the
-	// task is found here.
+	// A call notes its agent in its task (a task of its own, when it is
+	// made outside any) before it checks for a suspension: either the call
+	// sees the suspension just stored, or the task is found here.
 	g.mu.Lock()
-	open := make([]*Task, 0, len(g.tasks))
-	for _, t := range g.tasks {
-		open = append(open, t)
-	}
+	open := g.openTasks()
 	g.mu.Unlock()
 	var ending []*Task
 	for _, t := range open {
@@ -461,13 +511,13 @@ func (g *Guard) Suspend(ctx context.Context, target spiffeid.ID, reason string) 
 	}
 	aerr := g.writeAudit(ctx, audit.Event{Time: now, Kind: audit.KindSuspend, Target: target.String(),
 		Reason: reason, Tasks: ids, Outcome: audit.OutcomeOK})
-	g.suspensions.mu.Unlock()
 
+	cause := s.err()
 	errs := make([]error, len(ending)+1)
 	errs[0] = aerr
 	var wg sync.WaitGroup
 	for i, t := range ending {
-		wg.Go(func() { errs[i+1] = t.end(ctx, "agent suspended: "+reason) })
+		wg.Go(func() { errs[i+1] = t.endFor(ctx, "agent suspended: "+reason, cause) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -481,32 +531,43 @@ func (g *Guard) Suspend(ctx context.Context, target spiffeid.ID, reason string) 
 // the agent are allowed again, as policy decides; the tasks the suspension
 // ended stay ended. Resume writes an audit.KindResume record first: in
 // strict audit mode, a resumption that cannot be recorded does not happen,
-// and the error says so. Resuming a target that is not suspended does
-// nothing, records nothing and returns nil.
+// and the error says so. It lifts only the suspension it recorded lifting:
+// when the target is suspended again while the record is written (by a
+// concurrent Suspend, or by the audit sink), that later suspension stands
+// and Resume returns an error wrapping ErrSuspended. Resuming a target
+// that is not suspended does nothing, records nothing and returns nil.
 func (g *Guard) Resume(ctx context.Context, target spiffeid.ID) error {
 	if target.IsZero() {
 		return errors.New("agentguard: resume: no agent or trust domain given")
 	}
-	g.suspensions.mu.Lock()
-	defer g.suspensions.mu.Unlock()
-	cur := g.suspensions.cur.Load()
-	if _, ok := cur.lookup(target); !ok {
+	sp := &g.suspensions
+	was, ok := sp.cur.Load().lookup(target)
+	if !ok {
 		return nil
 	}
 	if err := g.writeAudit(ctx, audit.Event{Time: g.cfg.now(), Kind: audit.KindResume, Target: target.String(),
 		Outcome: audit.OutcomeOK}); err != nil {
 		return fmt.Errorf("agentguard: resume %s: still suspended: %w", target, err)
 	}
-	next := cur.clone()
-	if target.Path() == "" {
-		delete(next.domains, target.TrustDomain().Name())
-	} else {
-		delete(next.agents, target.String())
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	cur := sp.cur.Load()
+	now, ok := cur.lookup(target)
+	switch {
+	case !ok:
+		return nil // lifted meanwhile, by another Resume
+	case now.seq != was.seq:
+		return fmt.Errorf("agentguard: resume %s: %w: suspended again (%q) while the resumption was recorded; still suspended",
+			target, ErrSuspended, now.Reason)
 	}
+	sp.seq++
+	next := cur.clone()
+	m, k := next.key(target)
+	delete(m, k)
 	if len(next.agents)+len(next.domains) == 0 {
 		next = nil // back to the one-load fast path
 	}
-	g.suspensions.cur.Store(next)
+	sp.cur.Store(next)
 	return nil
 }
 
@@ -518,10 +579,10 @@ func (g *Guard) Suspended() []Suspension {
 	}
 	out := make([]Suspension, 0, len(s.agents)+len(s.domains))
 	for _, v := range s.agents {
-		out = append(out, v)
+		out = append(out, v.Suspension)
 	}
 	for _, v := range s.domains {
-		out = append(out, v)
+		out = append(out, v.Suspension)
 	}
 	slices.SortFunc(out, func(a, b Suspension) int { return cmp.Compare(a.Target.String(), b.Target.String()) })
 	return out

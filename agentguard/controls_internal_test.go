@@ -2,6 +2,7 @@ package agentguard
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,6 +54,28 @@ func TestWindow(t *testing.T) {
 	skew.add(at(3), 10) // admitted later, with an earlier reading of the clock
 	if got := skew.count(at(64)); got != 2 {
 		t.Errorf("count = %d, want 2 (the late call counts as of 5 s)", got)
+	}
+}
+
+// TestImplicitTasksTracked: the task of a call made outside any task is
+// tracked while the call runs, and forgotten when it ends.
+func TestImplicitTasksTracked(t *testing.T) {
+	g := benchGuard(t)
+	var during int
+	tool := &Tool{Name: "t", Handler: func(ctx context.Context, _ json.RawMessage) (*Result, error) {
+		g.mu.Lock()
+		during = len(g.implicit)
+		g.mu.Unlock()
+		return &Result{}, nil
+	}}
+	if _, err := g.Invoke(context.Background(), tool, Call{}); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	after := len(g.implicit)
+	g.mu.Unlock()
+	if during != 1 || after != 0 {
+		t.Errorf("implicit tasks tracked: %d during the call, %d after; want 1 and 0", during, after)
 	}
 }
 
@@ -143,7 +166,7 @@ func BenchmarkCheckSuspended(b *testing.B) {
 	})
 }
 
-func benchGuard(b *testing.B) *Guard {
+func benchGuard(b testing.TB) *Guard {
 	b.Helper()
 	g, err := New(WithIdentity(identity.NewStaticSource(identity.MustParse("spiffe://example.org/agent/sub"))),
 		WithPolicy(policytest.AllowAll()), WithAudit(audit.NewSlogSink(slog.New(slog.NewTextHandler(io.Discard, nil)))))

@@ -32,7 +32,8 @@ var (
 	// ErrInvalidArguments: the arguments are not one JSON object.
 	ErrInvalidArguments = errors.New("agentguard: invalid arguments")
 	// ErrInvalidTool: the tool's description is not usable (bad or reserved
-	// name, no handler, invalid input schema).
+	// name, no handler, an input schema that is not one JSON object in
+	// canonical JSON, text that is not UTF-8).
 	ErrInvalidTool = errors.New("agentguard: invalid tool")
 	// ErrNoTask: the call carries no task and the guard requires one.
 	ErrNoTask = errors.New("agentguard: call outside any task")
@@ -56,6 +57,10 @@ var (
 	// ErrBudget: the task has used up a budget (Budget): its calls, its
 	// calls of the tool, or its calls per minute.
 	ErrBudget = errors.New("agentguard: task budget exhausted")
+	// ErrPinChanged: a change of a tool definition or prompt was approved,
+	// but the pin it was to replace changed while it was reviewed (another
+	// change was approved first), so it was not pinned: review it again.
+	ErrPinChanged = errors.New("agentguard: pin changed")
 )
 
 // Steps of the pipeline, as named in DenyError.Step, audit records and spans.
@@ -194,7 +199,8 @@ type ChangeError struct {
 	// Fingerprint is the refused definition's or prompt's.
 	Fingerprint string
 	// Step is the step that refused: guard, task, identify, suspend,
-	// authorize, approve or audit.
+	// authorize, approve, integrity (the pin changed during the review:
+	// ErrPinChanged) or audit.
 	Step     string
 	Policies []string
 	Reason   string

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy"
@@ -51,6 +52,7 @@ when { context.args.amount <= 100 };
 	// refunded {"amount":40} <nil>
 	// true
 	// agentguard: call to tool "refund" denied at authorize: no policy permits this call
+	// toolset_change refund allow [] ok
 	// tool_call refund allow [refunds-up-to-100] ok
 	// tool_call refund deny [] denied
 }
@@ -100,11 +102,11 @@ func Example_unitTestWithPolicytest() {
 	for _, t := range visible {
 		fmt.Println("visible:", t.Name)
 	}
-	fmt.Println("policy asked about", len(engine.Calls()), "calls; audit has", len(rec.Events()), "events")
+	fmt.Println("policy asked about", len(engine.Calls()), "calls; audit has", len(rec.Kind(audit.KindToolCall)), "call records")
 	// Output:
 	// <nil> <nil>
 	// agentguard: call to tool "send_email" denied at authorize: external mail is not allowed (policies: no-external-mail)
 	// visible: read_ticket
 	// visible: send_email
-	// policy asked about 3 calls; audit has 3 events
+	// policy asked about 3 calls; audit has 3 call records
 }

@@ -29,9 +29,13 @@ type Guard struct {
 	cfg    config
 	tracer trace.Tracer
 
-	closed    atomic.Bool
-	mu        sync.Mutex
-	tasks     map[string]*Task // open tasks by ID
+	closed atomic.Bool
+	mu     sync.Mutex
+	tasks  map[string]*Task // open tasks by ID
+	// implicit holds the open tasks of calls made outside any task, so
+	// that Suspend and Close reach them too; apart from tasks, whose IDs
+	// callers choose and may not repeat.
+	implicit  map[*Task]struct{}
 	closeOnce sync.Once
 	closeErr  error
 
@@ -75,25 +79,24 @@ func New(opts ...Option) (*Guard, error) {
 		cfg.tp = otel.GetTracerProvider()
 	}
 	return &Guard{
-		cfg:    cfg,
-		tracer: cfg.tp.Tracer(instrumentation),
-		tasks:  map[string]*Task{},
+		cfg:      cfg,
+		tracer:   cfg.tp.Tracer(instrumentation),
+		tasks:    map[string]*Task{},
+		implicit: map[*Task]struct{}{},
 	}, nil
 }
 
-// Close ends every task still open (revoking its credentials) and makes
-// every later call fail with ErrClosed. It closes nothing it was given.
-// Close is idempotent; every call returns the first one's error. As with
+// Close ends every task still open (revoking its credentials), those of
+// calls under way outside any task included (their contexts cancelled),
+// and makes every later call fail with ErrClosed. It closes nothing it was
+// given. Close is idempotent; every call returns the first one's error. As with
 // Task.End, revocation does not stop because ctx is cancelled; the tasks
 // end together, each bounded by WithEndTimeout.
 func (g *Guard) Close(ctx context.Context) error {
 	g.closeOnce.Do(func() {
 		g.closed.Store(true)
 		g.mu.Lock()
-		open := make([]*Task, 0, len(g.tasks))
-		for _, t := range g.tasks {
-			open = append(open, t)
-		}
+		open := g.openTasks()
 		g.mu.Unlock()
 		// Together, so that closing takes one task's end, not the sum.
 		errs := make([]error, len(open))
@@ -124,10 +127,36 @@ func (g *Guard) track(t *Task) error {
 
 func (g *Guard) untrack(t *Task) {
 	g.mu.Lock()
-	if g.tasks[t.spec.ID] == t {
+	if t.implicit {
+		delete(g.implicit, t)
+	} else if g.tasks[t.spec.ID] == t {
 		delete(g.tasks, t.spec.ID)
 	}
 	g.mu.Unlock()
+}
+
+// trackImplicit records t, the task of a call made outside any task, as
+// open until it ends.
+func (g *Guard) trackImplicit(t *Task) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed.Load() {
+		return ErrClosed
+	}
+	g.implicit[t] = struct{}{}
+	return nil
+}
+
+// openTasks returns the open tasks, implicit ones included. g.mu is held.
+func (g *Guard) openTasks() []*Task {
+	open := make([]*Task, 0, len(g.tasks)+len(g.implicit))
+	for _, t := range g.tasks {
+		open = append(open, t)
+	}
+	for t := range g.implicit {
+		open = append(open, t)
+	}
+	return open
 }
 
 // writeAudit writes e. In strict mode a failure is returned wrapping

@@ -258,8 +258,12 @@ func TestCedarEvaluationErrorDenies(t *testing.T) {
 func TestStrictAudit(t *testing.T) {
 	t.Run("strict allowed call", func(t *testing.T) {
 		env := agentguardtest.New(t, nil, "v")
-		env.Audit.Fail(nil)
 		var runs atomic.Int64
+		// Pinned first: a pin on first use is not made without its record.
+		if _, err := env.Guard.Invoke(context.Background(), counted("t", &runs), agentguard.Call{}); err != nil {
+			t.Fatal(err)
+		}
+		env.Audit.Fail(nil)
 		res, err := env.Guard.Invoke(context.Background(), counted("t", &runs), agentguard.Call{})
 		var de *agentguard.DenyError
 		if res != nil || !errors.Is(err, agentguard.ErrAudit) || !errors.As(err, &de) || de.Step != agentguard.StepAudit {

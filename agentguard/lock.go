@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
@@ -33,8 +38,13 @@ import (
 //
 // A toolset or name that is empty or holds anything but printable ASCII
 // other than # " ' ` \ is written Go-quoted ("my tools"). A Lock is an
-// Integrity too, and safe for concurrent use.
+// Integrity too, and safe for concurrent use. The zero Lock is an empty
+// lock, ready to use.
 type Lock struct {
+	// commit serializes the changes of pins: a guard checks a pin, writes
+	// the audit record of its change and sets it as one step (swap).
+	commit sync.Mutex
+	// mu guards the maps, which are made on first write.
 	mu      sync.RWMutex
 	tools   map[toolKey]string
 	prompts map[string]string
@@ -58,10 +68,9 @@ type PromptPin struct {
 
 var _ Integrity = (*Lock)(nil)
 
-// NewLock returns an empty lock: it trusts nothing.
-func NewLock() *Lock {
-	return &Lock{tools: map[toolKey]string{}, prompts: map[string]string{}}
-}
+// NewLock returns an empty lock: it trusts nothing. It is the same as
+// &Lock{}.
+func NewLock() *Lock { return &Lock{} }
 
 // Tool returns the fingerprint pinned for the tool of that toolset and name.
 func (l *Lock) Tool(toolset, name string) (string, bool) {
@@ -81,41 +90,76 @@ func (l *Lock) Prompt(name string) (string, bool) {
 
 // PinTool trusts t's definition as it is now, replacing any pin of its
 // toolset and name. Pin only what was reviewed: the guard pins approved
-// changes itself.
-func (l *Lock) PinTool(t *Tool) { l.pinTool(t.Toolset, t.Name, t.Fingerprint()) }
+// changes itself. A nil t is an error.
+func (l *Lock) PinTool(t *Tool) error {
+	if t == nil {
+		return errors.New("agentguard: pin: nil tool")
+	}
+	fp := t.Fingerprint()
+	l.commit.Lock()
+	defer l.commit.Unlock()
+	l.setTool(toolKey{t.Toolset, t.Name}, fp)
+	return nil
+}
 
 // PinPrompt trusts text as the prompt of that name, replacing any pin.
-func (l *Lock) PinPrompt(name, text string) { l.pinPrompt(name, promptDigest(text)) }
-
-func (l *Lock) pinTool(toolset, name, fp string) {
-	l.mu.Lock()
-	l.tools[toolKey{toolset, name}] = fp
-	l.mu.Unlock()
+func (l *Lock) PinPrompt(name, text string) {
+	d := promptDigest(text)
+	l.commit.Lock()
+	defer l.commit.Unlock()
+	l.setPrompt(name, d)
 }
 
-func (l *Lock) pinPrompt(name, digest string) {
+// setTool and setPrompt set a pin; they cannot fail.
+func (l *Lock) setTool(k toolKey, fp string) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tools == nil {
+		l.tools = map[toolKey]string{}
+	}
+	l.tools[k] = fp
+}
+
+func (l *Lock) setPrompt(name, digest string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.prompts == nil {
+		l.prompts = map[string]string{}
+	}
 	l.prompts[name] = digest
-	l.mu.Unlock()
 }
 
-// pinToolIfAbsent pins fp unless the tool is pinned already, atomically, so
-// that of two definitions first seen at once only one is trusted.
-func (l *Lock) pinToolIfAbsent(toolset, name, fp string) {
-	l.mu.Lock()
-	if _, ok := l.tools[toolKey{toolset, name}]; !ok {
-		l.tools[toolKey{toolset, name}] = fp
-	}
-	l.mu.Unlock()
+// swapTool pins fp for the tool if its pin is still previous (if it is not
+// pinned, when previous is ""), and fails with ErrPinChanged otherwise, so
+// that a review that ends late never puts back an older definition. record,
+// if not nil, writes the audit record of the change once the pin is known
+// to match: the pin is set only if it succeeds, and then cannot fail.
+func (l *Lock) swapTool(toolset, name, previous, fp string, record func() error) error {
+	k := toolKey{toolset, name}
+	return l.swap(previous, record, func() string { cur, _ := l.Tool(toolset, name); return cur }, func() { l.setTool(k, fp) })
 }
 
-func (l *Lock) pinPromptIfAbsent(name, digest string) {
-	l.mu.Lock()
-	if _, ok := l.prompts[name]; !ok {
-		l.prompts[name] = digest
-	}
-	l.mu.Unlock()
+// swapPrompt is swapTool for a prompt's digest.
+func (l *Lock) swapPrompt(name, previous, digest string, record func() error) error {
+	return l.swap(previous, record, func() string { cur, _ := l.Prompt(name); return cur }, func() { l.setPrompt(name, digest) })
 }
+
+func (l *Lock) swap(previous string, record func() error, current func() string, set func()) error {
+	l.commit.Lock()
+	defer l.commit.Unlock()
+	if cur := current(); cur != previous {
+		return fmt.Errorf("%w: %s when the review began, %s now", ErrPinChanged, orNone(previous), orNone(cur))
+	}
+	if record != nil {
+		if err := record(); err != nil {
+			return err
+		}
+	}
+	set()
+	return nil
+}
+
+func orNone(pin string) string { return cmp.Or(pin, "none") }
 
 // Tools returns the tool pins, sorted by toolset and name.
 func (l *Lock) Tools() []ToolPin {
@@ -144,9 +188,16 @@ func (l *Lock) Prompts() []PromptPin {
 }
 
 // Verify returns an error unless t's definition is pinned as it is: it is
-// new (not pinned) or changed (pinned with another fingerprint). As the
-// guard's Integrity, the error denies the call with ErrIntegrity.
+// new (not pinned) or changed (pinned with another fingerprint), or t is
+// nil or not a valid definition. As the guard's Integrity, the error
+// denies the call with ErrIntegrity. A nil Lock trusts nothing.
 func (l *Lock) Verify(_ context.Context, t *Tool) error {
+	if l == nil {
+		return errors.New("agentguard: verify: nil lock")
+	}
+	if err := t.validate(false); err != nil {
+		return err
+	}
 	return l.check(t.Toolset, t.Name, t.Fingerprint())
 }
 
@@ -270,7 +321,7 @@ func readLock(file string, r io.Reader) (*Lock, error) {
 				return nil, fail("tool %q of toolset %q pinned again (first on line %d)", k.name, k.toolset, first)
 			}
 			toolLine[k] = n
-			l.tools[k] = f[3]
+			l.setTool(k, f[3])
 		case f[0] == "prompt" && len(f) == 3:
 			if !validDigest(f[2]) {
 				return nil, fail("bad digest %q: want sha256:<64 lowercase hex>", f[2])
@@ -279,7 +330,7 @@ func readLock(file string, r io.Reader) (*Lock, error) {
 				return nil, fail("prompt %q pinned again (first on line %d)", f[1], first)
 			}
 			promptLine[f[1]] = n
-			l.prompts[f[1]] = f[2]
+			l.setPrompt(f[1], f[2])
 		default:
 			return nil, fail("malformed line: want \"tool <toolset> <name> sha256:<hex>\" or \"prompt <name> sha256:<hex>\"")
 		}
@@ -362,33 +413,91 @@ type pinning struct {
 	// so that a stream of new definitions cannot grow it without bound.
 	mu  sync.Mutex
 	fps map[fpKey]string
-	// held are the tools a Registry.Sync added or changed: never pinned on
-	// first use, whichever way they are called.
-	held map[toolKey]bool
+	// held are the names of the tools a Registry.Sync added or changed:
+	// never pinned on first use, under any toolset, whichever way they are
+	// called.
+	held map[string]bool
 }
 
-// firstUse pins fp for the tool when the guard trusts on first use, the
-// tool is not pinned yet and no Sync holds it for review.
-func (p *pinning) firstUse(toolset, name, fp string) {
-	if !p.tofu {
-		return
-	}
-	p.mu.Lock()
-	held := p.held[toolKey{toolset, name}]
-	p.mu.Unlock()
-	if !held {
-		p.lock.pinToolIfAbsent(toolset, name, fp)
-	}
-}
-
-// hold keeps the tool from being pinned on first use.
-func (p *pinning) hold(toolset, name string) {
+// hold keeps tools of that name from being pinned on first use.
+func (p *pinning) hold(name string) {
 	p.mu.Lock()
 	if p.held == nil {
-		p.held = map[toolKey]bool{}
+		p.held = map[string]bool{}
 	}
-	p.held[toolKey{toolset, name}] = true
+	p.held[name] = true
 	p.mu.Unlock()
+}
+
+func (p *pinning) isHeld(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held[name]
+}
+
+// reasonFirstUse is the reason of the audit record of a pin trusted on
+// first use.
+const reasonFirstUse = "trusted on first use"
+
+// firstUseTool pins fp for the tool when the guard trusts on first use,
+// nothing is pinned for it yet and no Sync holds its name, and records
+// that it did (audit.KindToolsetChange) as the agent id (zero: unknown).
+// It returns the error of a record that could not be written in strict
+// audit mode: the tool is then not pinned.
+func (g *Guard) firstUseTool(ctx context.Context, id identity.Identity, toolset, name, fp string) error {
+	p := g.pins()
+	if !p.tofu || p.isHeld(name) {
+		return nil
+	}
+	if _, ok := p.lock.Tool(toolset, name); ok {
+		return nil
+	}
+	c := audit.Change{Action: ApproveToolChange, Name: name, Toolset: toolset, Fingerprint: fp}
+	return g.firstUse(ctx, id, c, func(record func() error) error {
+		return p.lock.swapTool(toolset, name, "", fp, record)
+	})
+}
+
+// firstUse pins c, new, with swap, and records it as the agent id.
+func (g *Guard) firstUse(ctx context.Context, id identity.Identity, c audit.Change, swap func(record func() error) error) error {
+	ev := audit.Event{Kind: audit.KindToolsetChange, Tool: c.Name, Toolset: c.Toolset, Change: &c,
+		Decision: audit.Allow, Reason: reasonFirstUse, Outcome: audit.OutcomeOK}
+	if c.Action == ApprovePromptChange {
+		ev.Kind, ev.Tool = audit.KindPromptChange, ""
+	}
+	if !id.ID.IsZero() {
+		ev.Agent, ev.Chain = id.ID.String(), id.ChainStrings()
+	}
+	if task, ok := TaskFromContext(ctx); ok && task.g == g {
+		ev.Task, ev.OnBehalfOf = task.spec.ID, task.spec.OnBehalfOf
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	err := swap(func() (err error) {
+		defer func() {
+			// A sink that panics has not written the record.
+			if v := recover(); v != nil {
+				err = &auditError{err: fmt.Errorf("%w: panic: %v", ErrInternal, v)}
+			}
+		}()
+		ev.Time = g.cfg.now()
+		return g.writeAudit(ctx, ev)
+	})
+	if errors.Is(err, ErrPinChanged) {
+		return nil // pinned by another first use meanwhile: checked as any pin
+	}
+	if err != nil {
+		return fmt.Errorf("agentguard: %s %q trusted on first use, but not recorded, so not pinned: %w", what(c.Action), c.Name, err)
+	}
+	return nil
+}
+
+func what(action string) string {
+	if action == ApprovePromptChange {
+		return "prompt"
+	}
+	return "tool"
 }
 
 type fpKey struct {
@@ -422,10 +531,18 @@ func (p *pinning) fingerprint(t *Tool) string {
 // first use: Registry.Register pins the tools it registers, Guard.Invoke,
 // Guard.Wrap and Guard.Middleware pin a tool at its first call, and
 // Guard.Prompt pins a prompt the first time; a definition or prompt that
-// differs from its pin is blocked all the same, and tools added or changed
-// by Registry.Sync are never pinned unreviewed. With WithLock nothing is
-// pinned without review. Write the lock out (WriteFile) to keep what was
-// approved.
+// differs from its pin is blocked all the same, and no tool of a name that
+// Registry.Sync added or changed is pinned unreviewed, whatever its
+// toolset. Each pin on first use is audited (audit.KindToolsetChange or
+// audit.KindPromptChange, decision allow, reason "trusted on first use");
+// in strict audit mode a pin whose record cannot be written is not made.
+// With WithLock nothing is pinned without review. Write the lock out
+// (WriteFile) to keep what was approved.
+//
+// Trust on first use is for the agent's own tools and prompts. Take the
+// tools of a tool server (MCP) through Registry.Sync, or pin them in a
+// reviewed lock given to WithLock: a tool first seen through Invoke or
+// Middleware is trusted as it comes.
 func (g *Guard) Lock() *Lock { return g.pins().lock }
 
 // pins returns the guard's pinning: WithLock's, or its own (New).
@@ -441,12 +558,20 @@ type registryTool struct{}
 // outside a registry that is not pinned yet is pinned now when the guard
 // trusts on first use.
 func (g *Guard) verifyTool(ctx context.Context, t *Tool) error {
+	return g.verifyToolAs(ctx, identity.Identity{}, t)
+}
+
+// verifyToolAs is verifyTool for a call by the agent id, which the record
+// of a pin on first use names.
+func (g *Guard) verifyToolAs(ctx context.Context, id identity.Identity, t *Tool) error {
 	p := g.pins()
 	if e, ok := ctx.Value(registryTool{}).(*entry); ok && e.tool == t {
 		return g.trusted(ctx, p.lock, t, e.fp)
 	}
 	fp := p.fingerprint(t)
-	p.firstUse(t.Toolset, t.Name, fp)
+	if err := g.firstUseTool(ctx, id, t.Toolset, t.Name, fp); err != nil {
+		return err
+	}
 	return g.trusted(ctx, p.lock, t, fp)
 }
 

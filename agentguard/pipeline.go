@@ -102,6 +102,7 @@ type call struct {
 	g     *Guard
 	tool  *Tool
 	c     Call
+	task  *Task // once known
 	span  trace.Span
 	ev    audit.Event
 	start time.Time
@@ -157,7 +158,12 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	case !ok && g.cfg.requireTask:
 		return p.deny(ctx, StepTask, "call outside any task", nil, ErrNoTask)
 	case !ok:
-		task = newImplicitTask(ctx, g)
+		// A task of its own, which Suspend and Close can end: the call
+		// runs with its context, which ending it cancels.
+		var err error
+		if ctx, task, err = g.startImplicitTask(ctx); err != nil {
+			return p.deny(ctx, StepGuard, "guard closed", nil, err)
+		}
 		defer func() {
 			// The call's result stands (the tool has run); a lease left
 			// valid is audited by end, and logged here.
@@ -169,13 +175,14 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	case task.g != g:
 		return p.deny(ctx, StepTask, "task was started by another guard", nil, ErrForeignTask)
 	}
+	p.task = task
 	p.ev.Task = task.spec.ID
 	p.ev.OnBehalfOf = task.spec.OnBehalfOf
 	p.userToken = task.userToken
 	span.SetAttributes(AttrTaskID.String(task.spec.ID))
 	state, err := task.snapshot(t.Name, p.start)
 	if err != nil {
-		return p.deny(ctx, StepTask, "task has ended", nil, err)
+		return p.taskEnded(ctx, err)
 	}
 
 	// 1. Identify.
@@ -208,7 +215,12 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 
 	// 2. Check integrity.
 	p.step = StepIntegrity
-	if err := g.verifyTool(ctx, t); err != nil {
+	if err := g.verifyToolAs(ctx, id, t); err != nil {
+		if errors.Is(err, ErrAudit) {
+			// Trusting the tool on first use could not be recorded, so it
+			// is not trusted (StepAudit would say the tool ran).
+			return p.deny(ctx, StepIntegrity, "first use of the tool not audited", nil, fmt.Errorf("%w: %w", ErrIntegrity, err))
+		}
 		return p.deny(ctx, StepIntegrity, "tool definition not trusted", nil, fmt.Errorf("%w: %w", ErrIntegrity, err))
 	}
 
@@ -243,7 +255,7 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		// itself (context.approval).
 		p.step = StepAuthorize
 		if req.Task, err = task.snapshot(t.Name, g.cfg.now()); err != nil {
-			return p.deny(ctx, StepTask, "task has ended", nil, err)
+			return p.taskEnded(ctx, err)
 		}
 		req.Approval = policy.Approval{Granted: true, Approvers: a.Approvers}
 		d2, denied, err := p.authorize(ctx, req)
@@ -297,7 +309,7 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	p.step = StepBudget
 	if err := task.admit(t.Name, g.cfg.now()); err != nil {
 		if errors.Is(err, ErrTaskEnded) {
-			return p.deny(ctx, StepTask, "task has ended", nil, err)
+			return p.taskEnded(ctx, err)
 		}
 		return p.deny(ctx, StepBudget, "task budget exhausted", nil, err)
 	}
@@ -375,7 +387,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 		return res, err, true
 	}
 	if err := task.markLeased(); err != nil {
-		res, derr := p.deny(ctx, StepTask, "task has ended", nil, err)
+		res, derr := p.taskEnded(ctx, err)
 		return res, derr, true
 	}
 	// Whatever happens below, a task that ended meanwhile may have been
@@ -450,7 +462,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 		))
 	}
 	if err := task.checkOpen(); err != nil {
-		res, derr := p.deny(ctx, StepTask, "task has ended", nil, err)
+		res, derr := p.taskEnded(ctx, err)
 		return res, derr, true
 	}
 	return nil, nil, false
@@ -779,6 +791,13 @@ func (p *call) execute(ctx context.Context, exec Next) (res *Result, err error) 
 // If the call's record was already written (a panic in the sink or after
 // it), it is not written twice.
 func (p *call) deny(ctx context.Context, step, reason string, policies []string, cause error) (*Result, error) {
+	if p.task != nil && step != StepTask && step != StepSuspend && ctx.Err() != nil {
+		// A step cut short because the call's task ended, which cancels
+		// its context (Suspend, Close, End): the call is denied for that.
+		if err := p.task.checkOpen(); err != nil {
+			return p.taskEnded(ctx, err)
+		}
+	}
 	p.ev.Decision = audit.Deny
 	p.ev.Outcome = audit.OutcomeDenied
 	p.ev.Step = step
@@ -805,6 +824,17 @@ func (p *call) deny(ctx context.Context, step, reason string, policies []string,
 		return nil, errors.Join(derr, aerr)
 	}
 	return nil, derr
+}
+
+// taskEnded denies a call whose task, or a task it works for, has ended
+// (err wraps ErrTaskEnded): at step StepSuspend when a suspension ended it,
+// so that a call under way when its agent was suspended is denied as
+// suspended.
+func (p *call) taskEnded(ctx context.Context, err error) (*Result, error) {
+	if errors.Is(err, ErrSuspended) {
+		return p.deny(ctx, StepSuspend, "task ended: agent suspended", nil, err)
+	}
+	return p.deny(ctx, StepTask, "task has ended", nil, err)
 }
 
 // scrubbedError shows a cause with the call's credential values removed;

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -46,8 +47,13 @@ func TestPromptTrustOnFirstUse(t *testing.T) {
 	if _, err := env.Guard.Prompt(ctx, "system", "You are a support agent."); err != nil {
 		t.Errorf("the pinned text again: %v", err)
 	}
-	if len(ap.requests()) != 0 || len(env.Audit.Kind(audit.KindPromptChange)) != 0 {
+	if len(ap.requests()) != 0 {
 		t.Error("a trusted prompt was reviewed")
+	}
+	// The pin on first use is recorded, once, and is no review.
+	if evs := env.Audit.Kind(audit.KindPromptChange); len(evs) != 1 || evs[0].Decision != audit.Allow ||
+		evs[0].Reason != "trusted on first use" || evs[0].Approval != nil || evs[0].Change.Fingerprint != p.Digest() {
+		t.Errorf("prompt_change records = %+v, want one of the pin on first use", evs)
 	}
 	// Another text for a pinned name is a change, and policy forbids it here.
 	p2, err := env.Guard.Prompt(ctx, "system", "You are an unrestricted agent.")
@@ -257,8 +263,8 @@ func TestPromptTextNeverRecorded(t *testing.T) {
 			t.Errorf("error %v: want a refusal without the text", err)
 		}
 	}
-	if n := len(env.Audit.Kind(audit.KindPromptChange)); n != 5 {
-		t.Errorf("%d prompt_change records, want 5", n)
+	if n := len(env.Audit.Kind(audit.KindPromptChange)); n != 7 {
+		t.Errorf("%d prompt_change records, want 7 (5 reviews, 2 pins on first use)", n)
 	}
 	for _, ev := range env.Audit.Events() {
 		b, _ := json.Marshal(ev)
@@ -282,7 +288,8 @@ func TestPromptTextNeverRecorded(t *testing.T) {
 }
 
 // TestPromptConcurrent: readers always see a whole approved text while
-// changes land, and the text in force ends pinned.
+// changes land, and the text in force ends pinned. A change approved after
+// another one landed is refused (ErrPinChanged), never put in force.
 func TestPromptConcurrent(t *testing.T) {
 	env := agentguardtest.New(t, cedarEngine(t, changePolicies), "tok", agentguard.WithApprover(&changeApprover{answer: grant}))
 	ctx := context.Background()
@@ -312,14 +319,23 @@ func TestPromptConcurrent(t *testing.T) {
 		})
 	}
 	var changes sync.WaitGroup
+	var landed atomic.Int64
 	for i := range 8 {
 		changes.Go(func() {
-			if err := p.Change(ctx, fmt.Sprintf("v%d", i+1)); err != nil {
+			err := p.Change(ctx, fmt.Sprintf("v%d", i+1))
+			var ce *agentguard.ChangeError
+			switch {
+			case err == nil:
+				landed.Add(1)
+			case !errors.Is(err, agentguard.ErrPinChanged) || !errors.As(err, &ce) || ce.Step != agentguard.StepIntegrity:
 				t.Error(err)
 			}
 		})
 	}
 	changes.Wait()
+	if landed.Load() == 0 {
+		t.Error("no change landed")
+	}
 	close(stop)
 	wg.Wait()
 	if d, _ := env.Guard.Lock().Prompt("system"); d != p.Digest() || d != sha(p.Text()) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy"
 )
 
@@ -40,9 +41,13 @@ func (g *Guard) NewRegistry(toolset string) *Registry {
 // Register adds tools. A tool with no Toolset joins the registry's. A
 // repeated or invalid tool is an error and nothing is added. Without
 // WithLock, a tool not pinned yet is pinned as registered (trust on first
-// use); one pinned with another definition stays blocked until reviewed.
+// use), and audited so (see Guard.Lock); one pinned with another
+// definition, or whose name Sync holds for review, stays blocked until
+// reviewed. In strict audit mode, a pin whose record cannot be written is
+// an error, and nothing is added (the tools pinned before it stay pinned,
+// as recorded). Register is for the agent's own tools: take a tool
+// server's through Sync.
 func (r *Registry) Register(tools ...*Tool) error {
-	p := r.g.pins()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
@@ -55,11 +60,25 @@ func (r *Registry) Register(tools ...*Tool) error {
 		}
 		seen[t.Name] = true
 	}
-	for _, t := range tools {
-		e := r.newEntry(t)
+	// No call, no context: the records of pins on first use are written
+	// with a background one, naming the guard's agent if it has one.
+	ctx := context.Background()
+	var id identity.Identity
+	if r.g.pins().tofu {
+		if known, _, err := r.g.identify(ctx); err == nil {
+			id = known
+		}
+	}
+	es := make([]*entry, len(tools))
+	for i, t := range tools {
+		es[i] = r.newEntry(t)
+		if err := r.g.firstUseTool(ctx, id, es[i].tool.Toolset, es[i].tool.Name, es[i].fp); err != nil {
+			return err
+		}
+	}
+	for _, e := range es {
 		r.tools[e.tool.Name] = e
 		r.order = append(r.order, e.tool.Name)
-		p.firstUse(e.tool.Toolset, e.tool.Name, e.fp)
 	}
 	return nil
 }
@@ -78,7 +97,8 @@ func (r *Registry) newEntry(t *Tool) *entry {
 // tools no longer listed. It returns what changed, in the order of tools
 // and then of the removed tools (Previous is the definition registered
 // before). Tools added or changed by Sync are never trusted on first use,
-// however they are called (through the registry, Invoke or Middleware):
+// however they are called (through the registry, or Invoke or Middleware
+// under any toolset, or none):
 // until Review approves them they are hidden from List and their calls are
 // denied with ErrIntegrity, so a server cannot grow or rewrite the agent's
 // tools unreviewed. A tool that comes back as it was pinned is trusted
@@ -108,7 +128,7 @@ func (r *Registry) Sync(tools ...*Tool) ([]ToolChange, error) {
 		}
 		if tc.Previous != e.fp {
 			changes = append(changes, tc)
-			pins.hold(tc.Toolset, tc.Name)
+			pins.hold(tc.Name)
 		}
 		next[t.Name] = e
 		order = append(order, t.Name)

@@ -16,6 +16,7 @@ import (
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy/policytest"
@@ -572,4 +573,223 @@ func TestSuspendNoTarget(t *testing.T) {
 	if len(env.Guard.Suspended()) != 0 || len(env.Audit.Events()) != 0 {
 		t.Error("a refused Suspend changed something")
 	}
+}
+
+// TestSuspendEndsCallsOutsideTasks: a call made outside any task runs in a
+// task of its own, which Suspend (and Close) end like any other: once they
+// return, the call's credential is revoked and its tool's context
+// cancelled, though the tool is still running.
+func TestSuspendEndsCallsOutsideTasks(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		stop func(context.Context, *agentguard.Guard) error
+	}{
+		{"suspend", func(ctx context.Context, g *agentguard.Guard) error {
+			return g.Suspend(ctx, spiffeid.RequireFromString(agentguardtest.AgentID), "stop")
+		}},
+		{"close", func(ctx context.Context, g *agentguard.Guard) error { return g.Close(ctx) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := agentguardtest.New(t, nil, "tok")
+			started, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			defer unblock()
+			var (
+				lease   string
+				toolCtx context.Context
+			)
+			long := &agentguard.Tool{Name: "long",
+				Credentials: []credentials.Requirement{{Name: "token", Provider: agentguardtest.StaticProvider, Audience: "api"}},
+				Handler: func(ctx context.Context, _ json.RawMessage) (*agentguard.Result, error) {
+					c, _ := credentials.FromContext(ctx, "token")
+					lease, toolCtx = c.LeaseID, ctx
+					close(started)
+					select { // a long-running tool, which heeds its context
+					case <-ctx.Done():
+					case <-release:
+					}
+					return &agentguard.Result{}, nil
+				}}
+			done := make(chan error, 1)
+			go func() { _, err := env.Guard.Invoke(context.Background(), long, agentguard.Call{}); done <- err }()
+			<-started
+
+			if err := tt.stop(context.Background(), env.Guard); err != nil {
+				t.Fatal(err)
+			}
+			if err := env.Provider.Check(lease); !errors.Is(err, credentials.ErrRevoked) {
+				t.Errorf("the running call's lease is still valid: %v", err)
+			}
+			if toolCtx.Err() == nil {
+				t.Error("the running tool's context is not cancelled")
+			}
+			if tt.name == "suspend" {
+				sus := env.Audit.Kind(audit.KindSuspend)
+				if len(sus) != 1 || len(sus[0].Tasks) != 1 || !strings.HasPrefix(sus[0].Tasks[0], "call-task-") {
+					t.Errorf("suspend records = %+v, want one naming the call's task", sus)
+				}
+			}
+			unblock()
+			<-done
+		})
+	}
+}
+
+// TestSuspendStartTaskForSuspendedAgent: StartTask refuses a context whose
+// delegation names a suspended agent, the delegating one or the one the
+// task was handed to: it knows them before any call.
+func TestSuspendStartTaskForSuspendedAgent(t *testing.T) {
+	iss := newIssuer(t, "example.org")
+	planner := devAgent(t, iss, "/agent/planner", delegationPolicies)
+	researcher := devAgent(t, iss, "/agent/researcher", delegationPolicies)
+	ctx := context.Background()
+	pctx, _, err := planner.guard.StartTask(ctx, agentguard.TaskSpec{ID: "plan-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, err := planner.guard.Delegate(pctx, researcher.agent.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []spiffeid.ID{planner.agent.ID(), researcher.agent.ID(), spiffeid.RequireTrustDomainFromString("example.org").ID()} {
+		if err := researcher.guard.Suspend(ctx, target, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if _, task, err := researcher.guard.StartTask(dctx, agentguard.TaskSpec{}); !errors.Is(err, agentguard.ErrSuspended) || task != nil {
+			t.Errorf("%s suspended: StartTask err = %v (task started: %t), want ErrSuspended", target, err, task != nil)
+		}
+		if err := researcher.guard.Resume(ctx, target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(researcher.audit.Kind(audit.KindTaskStart)) != 0 {
+		t.Error("a refused task was recorded as started")
+	}
+	if _, _, err := researcher.guard.StartTask(dctx, agentguard.TaskSpec{}); err != nil {
+		t.Errorf("StartTask after Resume: %v", err)
+	}
+}
+
+// escalatingSink is an audit sink that calls back into the guard: when it
+// records the suspension (or resumption) of an agent, it suspends (or
+// resumes) the agent's trust domain.
+type escalatingSink struct {
+	rec  *audittest.Recorder
+	g    atomic.Pointer[agentguard.Guard]
+	errs chan error
+	// onResume, if set, is called when a resume record is written.
+	onResume func()
+}
+
+func (s *escalatingSink) Write(ctx context.Context, e audit.Event) error {
+	if err := s.rec.Write(ctx, e); err != nil {
+		return err
+	}
+	target, err := spiffeid.FromString(e.Target)
+	if err != nil || target.Path() == "" {
+		return nil
+	}
+	if e.Kind == audit.KindResume && s.onResume != nil {
+		s.onResume()
+		return nil
+	}
+	g := s.g.Load()
+	if g == nil {
+		return nil
+	}
+	switch e.Kind {
+	case audit.KindSuspend:
+		s.errs <- g.Suspend(ctx, target.TrustDomain().ID(), "escalated: "+e.Reason)
+	case audit.KindResume:
+		s.errs <- g.Resume(ctx, target.TrustDomain().ID())
+	}
+	return nil
+}
+
+// within waits for f to return, or fails the test: it is a deadlock test,
+// not a timing test, so it waits long.
+func within(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not return: deadlock", what)
+		return nil
+	}
+}
+
+// TestSuspendFromAuditSink: an audit sink may call Suspend and Resume
+// while it writes a suspend or resume record (to escalate to the trust
+// domain) without deadlocking; both changes take effect.
+func TestSuspendFromAuditSink(t *testing.T) {
+	sink := &escalatingSink{rec: audittest.NewRecorder(), errs: make(chan error, 10)}
+	env := agentguardtest.New(t, nil, "tok", agentguard.WithAudit(sink))
+	sink.g.Store(env.Guard)
+	agent := spiffeid.RequireFromString(agentguardtest.AgentID)
+	ctx := context.Background()
+
+	if err := within(t, "Suspend", func() error { return env.Guard.Suspend(ctx, agent, "compromised") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sink.errs; err != nil {
+		t.Errorf("the sink's Suspend: %v", err)
+	}
+	got := env.Guard.Suspended()
+	if len(got) != 2 || got[0].Target.String() != "spiffe://example.org" || got[0].Reason != "escalated: compromised" || got[1].Target != agent {
+		t.Errorf("Suspended() = %+v, want the agent and its trust domain", got)
+	}
+	if sus := sink.rec.Kind(audit.KindSuspend); len(sus) != 2 {
+		t.Errorf("suspend records = %+v, want 2", sus)
+	}
+	suspendedDenial(t, call(ctx, env.Guard, "search"), "suspended")
+
+	if err := within(t, "Resume", func() error { return env.Guard.Resume(ctx, agent) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sink.errs; err != nil {
+		t.Errorf("the sink's Resume: %v", err)
+	}
+	if got := env.Guard.Suspended(); len(got) != 0 {
+		t.Errorf("Suspended() after Resume = %+v", got)
+	}
+	if err := call(ctx, env.Guard, "search"); err != nil {
+		t.Errorf("call after Resume: %v", err)
+	}
+}
+
+// TestResumeRacingSuspend: a Suspend made while a Resume of the same
+// target is being recorded neither waits for the record nor is undone by
+// it: the later suspension stands, and Resume says so.
+func TestResumeRacingSuspend(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock()
+	sink := &escalatingSink{rec: audittest.NewRecorder(), errs: make(chan error, 10),
+		onResume: func() { close(entered); <-release }}
+	env := agentguardtest.New(t, nil, "tok", agentguard.WithAudit(sink))
+	agent := spiffeid.RequireFromString(agentguardtest.AgentID)
+	ctx := context.Background()
+	// The sink has no guard: it does not escalate here.
+	if err := env.Guard.Suspend(ctx, agent, "first"); err != nil {
+		t.Fatal(err)
+	}
+	resumed := make(chan error, 1)
+	go func() { resumed <- env.Guard.Resume(ctx, agent) }()
+	<-entered // the resume record is being written
+	if err := within(t, "Suspend during a Resume", func() error { return env.Guard.Suspend(ctx, agent, "again") }); err != nil {
+		t.Fatal(err)
+	}
+	unblock()
+	if err := <-resumed; !errors.Is(err, agentguard.ErrSuspended) {
+		t.Errorf("Resume: err = %v, want ErrSuspended (suspended again meanwhile)", err)
+	}
+	if got := env.Guard.Suspended(); len(got) != 1 || got[0].Reason != "again" {
+		t.Errorf("Suspended() = %+v, want the later suspension", got)
+	}
+	suspendedDenial(t, call(ctx, env.Guard, "search"), "again")
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
+	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/internal/canonical"
 	"github.com/agentguard/go-sdk/policy"
 )
@@ -96,6 +97,9 @@ type Task struct {
 	taint  []string
 	ended  bool
 	leased bool
+	// endCause is why the task ended when a suspension ended it: calls
+	// denied because the task ended are denied as suspended.
+	endCause error
 	// unaudited holds the records of leases whose issue could not be
 	// audited, by lease ID, to be written before the lease is used.
 	unaudited map[string]audit.Event
@@ -118,6 +122,14 @@ func TaskFromContext(ctx context.Context) (*Task, bool) {
 // when ctx is done, whichever is first; ending revokes its credentials.
 // Cancelling the returned context does not end the task; End does, and
 // cancels it.
+//
+// A task started from a context that carries another task of this process
+// works for it (see Budget): once that task has ended, calls in this one
+// are denied with ErrTaskEnded, before policy is asked, even if ctx
+// outlives it (context.WithoutCancel). A context from Delegate or
+// AcceptHandoff whose delegation names a suspended agent (Guard.Suspend),
+// the one it was handed to or one up its chain, is refused with
+// ErrSuspended.
 func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, *Task, error) {
 	if g.closed.Load() {
 		return ctx, nil, ErrClosed
@@ -139,6 +151,13 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 		spec.Budget = &b
 	}
 	d := delegationFrom(ctx)
+	if d != nil {
+		// The agents a delegation names are known before any call: a task
+		// for a suspended one is not started.
+		if err := g.checkSuspended(identity.Identity{ID: d.to, Chain: d.chain}); err != nil {
+			return ctx, nil, fmt.Errorf("agentguard: start task: %w", err)
+		}
+	}
 	if err := d.inherit(&spec); err != nil {
 		return ctx, nil, err
 	}
@@ -171,6 +190,21 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	case <-t.done: // ctx was cancelled while the task started
 		return ctx, nil, fmt.Errorf("agentguard: start task: %w", context.Cause(ctx))
 	default:
+	}
+	return tctx, t, nil
+}
+
+// startImplicitTask makes the task of a call made outside any task (see
+// newImplicitTask), tracks it until it ends so that Suspend and Close reach
+// it, and returns the context the call runs with, which ending the task
+// cancels.
+func (g *Guard) startImplicitTask(ctx context.Context) (context.Context, *Task, error) {
+	t := newImplicitTask(ctx, g)
+	tctx, cancel := context.WithCancel(ctx)
+	t.cancel = cancel
+	if err := g.trackImplicit(t); err != nil {
+		cancel()
+		return ctx, nil, err
 	}
 	return tctx, t, nil
 }
@@ -227,6 +261,12 @@ func (t *Task) End(ctx context.Context) error {
 }
 
 func (t *Task) end(ctx context.Context, why string) error {
+	return t.endFor(ctx, why, nil)
+}
+
+// endFor ends the task as end does; cause, if not nil, is the suspension
+// that ends it, which later calls in the task are denied with.
+func (t *Task) endFor(ctx context.Context, why string, cause error) error {
 	t.endOnce.Do(func() {
 		defer close(t.done)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.g.cfg.endTimeout)
@@ -236,6 +276,7 @@ func (t *Task) end(ctx context.Context, why string) error {
 			t.stop()
 		}
 		t.ended = true
+		t.endCause = cause
 		leased := t.leased
 		t.mu.Unlock()
 		// The task's context is cancelled last, so that calls still under
@@ -258,8 +299,8 @@ func (t *Task) end(ctx context.Context, why string) error {
 			if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
 				errs = append(errs, aerr)
 			}
-			t.g.untrack(t)
 		}
+		t.g.untrack(t)
 		t.endErr = errors.Join(errs...)
 	})
 	<-t.done
@@ -312,13 +353,13 @@ func (t *Task) event(k audit.Kind) audit.Event {
 }
 
 // snapshot returns the state policy sees for a call of tool at now, or
-// ErrTaskEnded. For no tool in particular (a handoff, a listing), tool is
-// "" and ToolCalls zero.
+// ErrTaskEnded when the task, or one it works for, has ended. For no tool
+// in particular (a handoff, a listing), tool is "" and ToolCalls zero.
 func (t *Task) snapshot(tool string, now time.Time) (policy.Task, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ended {
-		return policy.Task{}, ErrTaskEnded
+	if err := t.checkEnded(); err != nil {
+		return policy.Task{}, err
 	}
 	return policy.Task{
 		ID:          t.spec.ID,
@@ -334,26 +375,63 @@ func (t *Task) snapshot(tool string, now time.Time) (policy.Task, error) {
 	}, nil
 }
 
-// checkOpen returns ErrTaskEnded once the task has ended.
+// checkOpen returns ErrTaskEnded once the task, or one it works for, has
+// ended.
 func (t *Task) checkOpen() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.checkEnded()
+}
+
+// markLeased notes that a credential is being leased to the task, so End
+// revokes. It fails if the task, or one it works for, has ended.
+func (t *Task) markLeased() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.checkEnded(); err != nil {
+		return err
+	}
+	t.leased = true
+	return nil
+}
+
+// checkEnded returns an error wrapping ErrTaskEnded when the task, or a
+// task it works for, has ended: a task cannot work for one that has
+// ended. t.mu is held; the tasks above it are locked in turn, youngest
+// first, as admit locks them.
+func (t *Task) checkEnded() error {
 	if t.ended {
-		return ErrTaskEnded
+		return endedErr(t, t)
+	}
+	for x := t.parent; x != nil; x = x.parent {
+		x.mu.Lock()
+		var err error
+		if x.ended {
+			err = endedErr(x, t)
+		}
+		x.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// markLeased notes that a credential is being leased to the task, so End
-// revokes. It fails if the task has ended.
-func (t *Task) markLeased() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended {
+// endedErr is the error of a call in task t once x, t or a task t works
+// for, has ended. It wraps the suspension that ended x, if one did. x.mu
+// is held.
+func endedErr(x, t *Task) error {
+	msg := ""
+	if x != t {
+		msg = fmt.Sprintf(": task %q, which this task works for, has ended", x.spec.ID)
+	}
+	if x.endCause != nil {
+		return fmt.Errorf("%w%s: %w", ErrTaskEnded, msg, x.endCause)
+	}
+	if msg == "" {
 		return ErrTaskEnded
 	}
-	t.leased = true
-	return nil
+	return fmt.Errorf("%w%s", ErrTaskEnded, msg)
 }
 
 // setUnaudited keeps the record of a lease that could not be written.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/internal/canonical"
@@ -97,8 +99,19 @@ func (t *Tool) validate(needHandler bool) error {
 	if needHandler && t.Handler == nil {
 		return fmt.Errorf("agentguard: tool %q has no handler", t.Name)
 	}
-	if len(t.InputSchema) > 0 && !json.Valid(t.InputSchema) {
-		return fmt.Errorf("agentguard: tool %q: input schema is not valid JSON", t.Name)
+	// What the fingerprint covers must be one-to-one with it: text that
+	// is UTF-8 (else it is read with U+FFFD in place of its bad bytes),
+	// and a schema that is one JSON object in canonical JSON.
+	if !utf8.ValidString(t.Description) {
+		return fmt.Errorf("agentguard: tool %q: description is not valid UTF-8", t.Name)
+	}
+	if !utf8.ValidString(t.Toolset) {
+		return fmt.Errorf("agentguard: tool %q: toolset %q is not valid UTF-8", t.Name, t.Toolset)
+	}
+	if len(t.InputSchema) > 0 {
+		if err := checkSchema(t.InputSchema); err != nil {
+			return fmt.Errorf("agentguard: tool %q: input schema %w", t.Name, err)
+		}
 	}
 	seen := map[string]bool{}
 	for _, c := range t.Credentials {
@@ -110,6 +123,43 @@ func (t *Tool) validate(needHandler bool) error {
 		}
 		seen[c.Name] = true
 	}
+	return nil
+}
+
+// schemasOK holds input schemas checkSchema accepted: a tool called
+// through Invoke or Middleware is validated at every call, and parsing its
+// schema costs more than the rest of the checks. It is cleared when it
+// reaches maxFingerprints entries.
+var schemasOK struct {
+	sync.Mutex
+	m map[string]struct{}
+}
+
+// checkSchema returns an error unless s is one JSON object, in UTF-8, that
+// canonical.Parse accepts.
+func checkSchema(s []byte) error {
+	schemasOK.Lock()
+	_, ok := schemasOK.m[string(s)]
+	schemasOK.Unlock()
+	if ok {
+		return nil
+	}
+	if !utf8.Valid(s) {
+		return errors.New("is not valid UTF-8")
+	}
+	v, err := canonical.Parse(s)
+	if err != nil {
+		return fmt.Errorf("is not valid JSON: %w", err)
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return errors.New("is not a JSON object")
+	}
+	schemasOK.Lock()
+	if schemasOK.m == nil || len(schemasOK.m) >= maxFingerprints {
+		schemasOK.m = make(map[string]struct{})
+	}
+	schemasOK.m[string(s)] = struct{}{}
+	schemasOK.Unlock()
 	return nil
 }
 
@@ -128,7 +178,10 @@ func (t *Tool) clone() *Tool {
 
 // Fingerprint is "sha256:<hex>" over the canonical JSON of the tool's name,
 // description, input schema and annotations: what a model reads to decide to
-// call it. A changed fingerprint means a changed tool.
+// call it. A changed fingerprint means a changed tool. It is one-to-one for
+// the definitions the guard accepts (valid UTF-8, an input schema that is a
+// JSON object without keys repeated or equal under case folding); for
+// others it is not, and the guard refuses them (ErrInvalidTool).
 func (t *Tool) Fingerprint() string {
 	var schema any
 	if len(t.InputSchema) > 0 {
