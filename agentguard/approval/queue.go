@@ -10,10 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // decidedMemory is how many decided request IDs a Queue remembers, so that
@@ -117,32 +116,9 @@ func (q *Queue) need(kind string) int {
 }
 
 // foldName is the form in which kinds and approver names are compared:
-// without surrounding spaces and folded to one representative of its
-// case-folding class, so that strings.EqualFold(a, b) implies
-// foldName(a) == foldName(b) for trimmed a and b.
-func foldName(s string) string {
-	s = strings.TrimSpace(s)
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return strings.ToUpper(s) // an ASCII letter's orbit starts upper case
-	}
-	var b strings.Builder
-	for _, r := range s {
-		// The smallest rune of r's simple-fold orbit.
-		low := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			low = min(low, f)
-		}
-		b.WriteRune(low)
-	}
-	return b.String()
-}
+// without surrounding spaces, and case-folded (strings.EqualFold(a, b)
+// implies foldName(a) == foldName(b) for trimmed a and b).
+func foldName(s string) string { return canonical.Fold(strings.TrimSpace(s)) }
 
 // initLocked makes the maps and the channel a zero Queue lacks.
 func (q *Queue) initLocked() {

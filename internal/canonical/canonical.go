@@ -219,10 +219,10 @@ func (d *decoder[T, O, A]) value() (T, error) {
 				if folded == nil {
 					folded = make(map[string]string, 2*smallObject)
 					for _, k := range keys {
-						folded[fold(k)] = k
+						folded[Fold(k)] = k
 					}
 				}
-				f := fold(key)
+				f := Fold(key)
 				if prev, dup := folded[f]; dup {
 					if prev == key {
 						return zero, fmt.Errorf("repeated object key %q", key)
@@ -316,9 +316,9 @@ func (d *decoder[T, O, A]) built(v T, err error) (T, error) {
 // repeats under case folding by a map rather than by pairwise comparison.
 const smallObject = 16
 
-// fold maps s to one representative of its case-folding class, so that
-// strings.EqualFold(a, b) implies fold(a) == fold(b).
-func fold(s string) string {
+// Fold maps s to one representative of its case-folding class, so that
+// strings.EqualFold(a, b) implies Fold(a) == Fold(b).
+func Fold(s string) string {
 	ascii := true
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
