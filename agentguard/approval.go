@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/internal/canonical"
 )
@@ -216,4 +219,31 @@ func named(approvers []string) bool {
 		}
 	}
 	return len(approvers) > 0
+}
+
+// seekApproval asks the approver about req and records what came of it in
+// ev (its Approval) and span. It returns the answer and, when the approval
+// does not count, the denial's reason and cause (wrapping
+// ErrApprovalRequired); a nil cause means granted. scrub, if not nil,
+// cleans the approver's comment before it is recorded.
+func (g *Guard) seekApproval(ctx context.Context, req *ApprovalRequest, ev *audit.Event, span trace.Span, scrub func(string) string) (Approval, string, error) {
+	ev.Approval = &audit.Approval{Required: true, Kind: req.Kind, RequestID: req.ID, Digest: req.Digest}
+	a, status, err := g.askApproval(ctx, req)
+	granted := status == ApprovalGranted
+	comment := a.Reason
+	if scrub != nil {
+		comment = scrub(comment)
+	}
+	ev.Approval.Granted, ev.Approval.Status = granted, status
+	ev.Approval.Approvers, ev.Approval.Reason = a.Approvers, comment
+	span.AddEvent(EventApprove, trace.WithAttributes(AttrApproval.Bool(granted), AttrApprovalStatus.String(status),
+		AttrApprovers.StringSlice(a.Approvers), AttrApprovalDigest.String(req.Digest)))
+	if granted {
+		return a, "", nil
+	}
+	cause := ErrApprovalRequired
+	if err != nil {
+		cause = fmt.Errorf("%w: %w", ErrApprovalRequired, err)
+	}
+	return a, approvalDenial(status, a), cause
 }

@@ -263,19 +263,9 @@ func (r *reviewing) steps(ctx context.Context) error {
 	if err != nil {
 		return r.deny(ctx, StepApprove, "approval request could not be made", d.Policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
 	}
-	r.ev.Approval = &audit.Approval{Required: true, Kind: areq.Kind, RequestID: areq.ID, Digest: areq.Digest}
-	a, status, aerr := g.askApproval(ctx, areq)
-	granted := status == ApprovalGranted
-	r.ev.Approval.Granted, r.ev.Approval.Status = granted, status
-	r.ev.Approval.Approvers, r.ev.Approval.Reason = a.Approvers, a.Reason
-	r.span.AddEvent(EventApprove, trace.WithAttributes(AttrApproval.Bool(granted), AttrApprovalStatus.String(status),
-		AttrApprovers.StringSlice(a.Approvers), AttrApprovalDigest.String(areq.Digest)))
-	if !granted {
-		cause := ErrApprovalRequired
-		if aerr != nil {
-			cause = fmt.Errorf("%w: %w", ErrApprovalRequired, aerr)
-		}
-		return r.deny(ctx, StepApprove, approvalDenial(status, a), d.Policies, cause)
+	a, reason, cause := g.seekApproval(ctx, areq, &r.ev, r.span, nil)
+	if cause != nil {
+		return r.deny(ctx, StepApprove, reason, d.Policies, cause)
 	}
 
 	// Decide again, now, with the approval: the wait may have been long,

@@ -731,22 +731,9 @@ func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, ob
 		_, derr := p.deny(ctx, StepApprove, "approval request could not be made", d.Policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
 		return Approval{}, derr
 	}
-	p.ev.Approval = &audit.Approval{Required: true, Kind: req.Kind, RequestID: req.ID, Digest: req.Digest}
-	a, status, err := p.g.askApproval(ctx, req)
-	granted := status == ApprovalGranted
-	p.ev.Approval.Granted = granted
-	p.ev.Approval.Status = status
-	p.ev.Approval.Approvers = a.Approvers
-	p.ev.Approval.Reason = p.scrub(a.Reason)
-	p.span.AddEvent(EventApprove, trace.WithAttributes(AttrApproval.Bool(granted), AttrApprovalStatus.String(status),
-		AttrApprovers.StringSlice(a.Approvers), AttrApprovalDigest.String(req.Digest)))
-	if granted {
+	a, reason, cause := p.g.seekApproval(ctx, req, &p.ev, p.span, p.scrub)
+	if cause == nil {
 		return a, nil
-	}
-	reason := approvalDenial(status, a)
-	cause := ErrApprovalRequired
-	if err != nil {
-		cause = fmt.Errorf("%w: %w", ErrApprovalRequired, err)
 	}
 	_, derr := p.deny(ctx, StepApprove, reason, d.Policies, cause)
 	return a, derr
