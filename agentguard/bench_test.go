@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"testing"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
@@ -22,7 +25,8 @@ const benchPolicies = `
 
 // BenchmarkInvoke measures what the guard adds to a tool call: "direct"
 // calls the handler alone; the others run the whole pipeline with audit to
-// audit.Discard and the no-op tracer, so the figure is the guard's own cost.
+// audit.Discard and the no-op tracer, so the figure is the guard's own cost;
+// "+metrics" sends the guard's metrics to an SDK meter provider.
 func BenchmarkInvoke(b *testing.B) {
 	handler := func(context.Context, json.RawMessage) (*agentguard.Result, error) {
 		return &agentguard.Result{Output: "ok"}, nil
@@ -34,13 +38,13 @@ func BenchmarkInvoke(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	newGuard := func(e policy.Engine) *agentguard.Guard {
-		g, err := agentguard.New(
+	newGuard := func(e policy.Engine, opts ...agentguard.Option) *agentguard.Guard {
+		g, err := agentguard.New(append([]agentguard.Option{
 			agentguard.WithIdentity(identity.NewStaticSource(identity.MustParse(agent))),
 			agentguard.WithPolicy(e),
 			agentguard.WithAudit(audit.Discard),
 			agentguard.WithBroker(credentials.NewBroker(credentials.WithProvider("static", credentials.NewStaticProvider("v")))),
-		)
+		}, opts...)...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,11 +77,27 @@ func BenchmarkInvoke(b *testing.B) {
 			}
 		}
 	}
-	b.Run("guarded/allow-all", func(b *testing.B) {
-		run(b, newGuard(policy.EngineFunc(func(context.Context, *policy.Request) (policy.Decision, error) {
-			return policy.Decision{Allowed: true, Policies: []string{"allow"}}, nil
-		})), tool)
+	allowAll := policy.EngineFunc(func(context.Context, *policy.Request) (policy.Decision, error) {
+		return policy.Decision{Allowed: true, Policies: []string{"allow"}}, nil
 	})
+	// metrics sends the guard's metrics to an SDK meter provider, read
+	// once at the end, instead of the global no-op.
+	metrics := func(b *testing.B) agentguard.Option {
+		r := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+		b.Cleanup(func() {
+			var rm metricdata.ResourceMetrics
+			if err := r.Collect(context.Background(), &rm); err != nil || len(rm.ScopeMetrics) == 0 {
+				b.Errorf("no metrics collected (%v)", err)
+			}
+			_ = mp.Shutdown(context.Background())
+		})
+		return agentguard.WithMeterProvider(mp)
+	}
+	b.Run("guarded/allow-all", func(b *testing.B) { run(b, newGuard(allowAll), tool) })
+	b.Run("guarded/allow-all+metrics", func(b *testing.B) { run(b, newGuard(allowAll, metrics(b)), tool) })
 	b.Run("guarded/cedar", func(b *testing.B) { run(b, newGuard(cedarEngine), tool) })
+	b.Run("guarded/cedar+metrics", func(b *testing.B) { run(b, newGuard(cedarEngine, metrics(b)), tool) })
 	b.Run("guarded/cedar+credential", func(b *testing.B) { run(b, newGuard(cedarEngine), withCred) })
+	b.Run("guarded/cedar+credential+metrics", func(b *testing.B) { run(b, newGuard(cedarEngine, metrics(b)), withCred) })
 }

@@ -76,14 +76,24 @@ func delegationFrom(ctx context.Context) *delegation {
 // identify returns the acting agent: its verified identity from the
 // source, with the chain of the delegation ctx carries. It fails, with a
 // reason for the audit record, when there is no identity, when ctx was
-// handed to another agent, or when the chain is longer than allowed.
+// handed to another agent, or when the chain is longer than allowed. It
+// records a change in what the source gives (see noteIdentity); in strict
+// audit mode, a change that cannot be recorded fails it too.
 func (g *Guard) identify(ctx context.Context) (identity.Identity, string, error) {
 	id, err := g.cfg.identity.Identity(ctx)
 	if err == nil && id.IsZero() {
 		err = identity.ErrNoIdentity
 	}
+	nerr := g.noteIdentity(ctx, id, err)
 	if err != nil {
-		return identity.Identity{}, "agent identity unavailable", fmt.Errorf("%w: %w", ErrNoIdentity, err)
+		err = fmt.Errorf("%w: %w", ErrNoIdentity, err)
+		if nerr != nil {
+			err = errors.Join(err, nerr)
+		}
+		return identity.Identity{}, "agent identity unavailable", err
+	}
+	if nerr != nil {
+		return id, "identity change not audited", nerr
 	}
 	if d := delegationFrom(ctx); d != nil {
 		if d.to != id.ID {
@@ -382,9 +392,9 @@ func (g *Guard) AcceptHandoff(ctx context.Context, h *identity.Handoff) (out con
 	if g.closed.Load() {
 		return ctx, d.deny(ctx2, StepGuard, "guard closed", nil, ErrClosed)
 	}
-	self, _, err := g.identify(withoutDelegation(ctx))
+	self, reason, err := g.identify(withoutDelegation(ctx))
 	if err != nil {
-		return ctx, d.deny(ctx2, StepIdentify, "agent identity unavailable", nil, err)
+		return ctx, d.deny(ctx2, StepIdentify, reason, nil, err)
 	}
 	d.ev.Delegatee = self.ID.String()
 	d.span.SetAttributes(AttrDelegatee.String(d.ev.Delegatee))

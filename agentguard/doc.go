@@ -42,6 +42,16 @@
 // revokes every credential leased to it. A call made outside any task gets a
 // task of its own that ends with the call.
 //
+// Every call is traced (a span per call, [WithTracerProvider]) and
+// measured ([WithMeterProvider]): [MetricToolCalls] counts calls by tool,
+// decision, outcome and denying step; [MetricStepDuration] times the
+// identify, authorize, approve, credential and execute steps that ran;
+// [MetricCredentialLeases] counts leases issued, refreshed, revoked and
+// failed; [MetricAuditFailures] counts records the audit sink refused.
+// Counts come from the audit events the guard writes, so each is counted
+// once whatever path wrote it. audit.OTelSink ships those events as
+// OpenTelemetry logs.
+//
 // Arguments reach policy and tool in one canonical JSON form; an object with
 // a repeated key is refused, so policy cannot check one value while the tool
 // acts on another.

@@ -52,6 +52,7 @@ when { context.args.amount <= 100 };
 	// refunded {"amount":40} <nil>
 	// true
 	// agentguard: call to tool "refund" denied at authorize: no policy permits this call
+	// identity_change   [] ok
 	// toolset_change refund allow [] ok
 	// tool_call refund allow [refunds-up-to-100] ok
 	// tool_call refund deny [] denied

@@ -26,8 +26,9 @@ const instrumentation = "github.com/agentguard/go-sdk/agentguard"
 // A Guard is safe for concurrent use. Close it when done: Close ends the
 // tasks still open, revoking their credentials.
 type Guard struct {
-	cfg    config
-	tracer trace.Tracer
+	cfg     config
+	tracer  trace.Tracer
+	metrics *metrics
 
 	closed atomic.Bool
 	mu     sync.Mutex
@@ -41,6 +42,8 @@ type Guard struct {
 
 	// suspensions is the kill switch (Suspend, Resume).
 	suspensions suspensions
+	// identities follows the identity source, to record its changes.
+	identities identityWatch
 }
 
 // New returns a guard. An identity source and a policy engine are required:
@@ -78,9 +81,19 @@ func New(opts ...Option) (*Guard, error) {
 	if cfg.tp == nil {
 		cfg.tp = otel.GetTracerProvider()
 	}
+	if cfg.mp == nil {
+		cfg.mp = otel.GetMeterProvider()
+	}
+	m, err := newMetrics(cfg.mp)
+	if err != nil {
+		// Metrics are no security control: the guard runs without the
+		// instruments it could not make.
+		cfg.logger.Warn("agentguard: metric instruments not made", slog.String("error", err.Error()))
+	}
 	return &Guard{
 		cfg:      cfg,
 		tracer:   cfg.tp.Tracer(instrumentation),
+		metrics:  m,
 		tasks:    map[string]*Task{},
 		implicit: map[*Task]struct{}{},
 	}, nil
@@ -160,9 +173,31 @@ func (g *Guard) openTasks() []*Task {
 }
 
 // writeAudit writes e. In strict mode a failure is returned wrapping
-// ErrAudit; in best-effort mode it is logged and nil is returned.
+// ErrAudit; in best-effort mode it is logged and nil is returned. The
+// guard's metrics count e (a tool call, a lease event) whether or not the
+// sink failed, and count the failure.
 func (g *Guard) writeAudit(ctx context.Context, e audit.Event) error {
-	err := g.cfg.sink.Write(context.WithoutCancel(ctx), e)
+	return g.writeAuditEvent(ctx, e, true)
+}
+
+// rewriteAudit writes again a record whose first write failed: the metrics
+// do not count its event twice, only a second failure.
+func (g *Guard) rewriteAudit(ctx context.Context, e audit.Event) error {
+	return g.writeAuditEvent(ctx, e, false)
+}
+
+// writeAuditEvent writes e and counts it in the metrics; first is false
+// when e was written (and counted) before.
+func (g *Guard) writeAuditEvent(ctx context.Context, e audit.Event, first bool) error {
+	var err error
+	written := false
+	defer func() {
+		// A sink that panicked failed too, and the call it records is
+		// denied whatever the mode (see run).
+		g.metrics.count(ctx, e, first, err != nil || !written, !g.cfg.bestEffort || !written)
+	}()
+	err = g.cfg.sink.Write(context.WithoutCancel(ctx), e)
+	written = true
 	if err == nil {
 		return nil
 	}

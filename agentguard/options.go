@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentguard/go-sdk/audit"
@@ -25,6 +26,7 @@ type config struct {
 	sink        audit.Sink
 	bestEffort  bool
 	tp          trace.TracerProvider
+	mp          metric.MeterProvider
 	logger      *slog.Logger
 	now         func() time.Time
 	endTimeout  time.Duration
@@ -123,6 +125,12 @@ func WithBestEffortAudit() Option { return func(c *config) { c.bestEffort = true
 // WithTracerProvider sets where spans go. Nil means the global provider
 // (a no-op unless the program set one).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
+
+// WithMeterProvider sets where the guard's metrics go: the instruments
+// MetricToolCalls, MetricStepDuration, MetricCredentialLeases and
+// MetricAuditFailures. Nil means the global provider (a no-op unless the
+// program set one).
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.mp = mp } }
 
 // WithLogger sets the logger for the guard's own warnings. Nil means
 // slog.Default().

@@ -87,6 +87,7 @@ func (g *Guard) begin(ctx context.Context, t *Tool, c Call) (context.Context, *c
 		Toolset: t.Toolset,
 		CallID:  c.ID,
 	}}
+	p.times.on = g.metrics.timing(ctx)
 	sc := span.SpanContext()
 	if sc.HasTraceID() {
 		p.ev.TraceID = sc.TraceID().String()
@@ -110,16 +111,21 @@ type call struct {
 	// userToken is the task's user token, scrubbed like the credentials
 	// from anything the call reports.
 	userToken credentials.Secret
+	// args are the parsed arguments, when the tool's audit records them.
+	args any
 	// step is the step under way, for a panic's denial.
 	step string
 	// recorded is set once the audit record was written.
 	recorded bool
+	// times are the durations of the steps that ran, for the metrics.
+	times stepTimes
 }
 
 // run is the pipeline. exec runs the tool once every step before it passed.
 func (g *Guard) run(ctx context.Context, t *Tool, c Call, exec Next) (res *Result, err error) {
 	ctx, p := g.begin(ctx, t, c)
 	defer p.span.End()
+	defer p.recordSteps(ctx)
 	defer func() {
 		// A panic in any component (identity source, engine, approver,
 		// broker, sink) denies the call and is recorded, never lost.
@@ -150,6 +156,9 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	}
 	p.c.Args = args
 	p.ev.ArgsDigest = canonical.Digest(args)
+	if t.Audit.Record {
+		p.args = parsed // recorded by finish, once the values to scrub are known
+	}
 	span.SetAttributes(AttrArgsDigest.String(p.ev.ArgsDigest))
 
 	p.step = StepTask
@@ -187,7 +196,9 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 
 	// 1. Identify.
 	p.step = StepIdentify
+	t0 := p.clock()
 	id, reason, err := g.identify(ctx)
+	p.took(timeIdentify, t0)
 	if err != nil {
 		if !id.ID.IsZero() {
 			p.ev.Agent = id.ID.String()
@@ -318,7 +329,9 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	p.step = StepExecute
 	p.ev.Decision = audit.Allow
 	span.SetAttributes(AttrDecision.String(audit.Allow))
+	t0 = p.clock()
 	res, err := p.execute(credentials.NewContext(ctx, p.creds...), exec)
+	p.took(timeExecute, t0)
 
 	// 7. Record.
 	p.step = StepAudit
@@ -354,7 +367,9 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 // reports denied, with the call's error, when the call may not go ahead.
 func (p *call) authorize(ctx context.Context, req *policy.Request) (policy.Decision, bool, error) {
 	span := p.span
+	t0 := p.clock()
 	d, err := p.g.decide(ctx, req)
+	p.took(timeAuthorize, t0)
 	if err != nil {
 		span.AddEvent(EventAuthorize, trace.WithAttributes(AttrDecision.String(audit.Deny), AttrReason.String("engine error")))
 		_, derr := p.deny(ctx, StepAuthorize, "policy engine could not decide", nil, fmt.Errorf("%w: %w", ErrPolicy, err))
@@ -409,6 +424,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	jwt, _ := g.cfg.identity.(identity.JWTIssuer)
 	var failed error
 	var failedReq credentials.Requirement
+	t0 := p.clock()
 	for _, r := range p.tool.Credentials {
 		cred, err := g.cfg.broker.Lease(lctx, credentials.Request{
 			Requirement: r, TaskID: task.spec.ID, TaskKey: task.leaseKey, Agent: p.ev.Agent, NotAfter: task.deadline,
@@ -421,6 +437,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 		p.creds = append(p.creds, cred)
 		p.ev.Leases = append(p.ev.Leases, cred.LeaseID)
 	}
+	p.took(timeCredential, t0)
 	mu.Lock()
 	evs := events
 	events = nil
@@ -436,7 +453,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	// Leases issued for earlier calls whose records could not be written.
 	for _, c := range p.creds {
 		if rec, ok := task.takeUnaudited(c.LeaseID); ok {
-			if err := g.writeAudit(ctx, rec); err != nil {
+			if err := g.rewriteAudit(ctx, rec); err != nil {
 				task.setUnaudited(c.LeaseID, rec)
 				aerr = errors.Join(aerr, err)
 			}
@@ -731,7 +748,11 @@ func (p *call) approve(ctx context.Context, id identity.Identity, task *Task, ob
 		_, derr := p.deny(ctx, StepApprove, "approval request could not be made", d.Policies, fmt.Errorf("%w: %w", ErrApprovalRequired, err))
 		return Approval{}, derr
 	}
+	t0 := p.clock()
 	a, reason, cause := p.g.seekApproval(ctx, req, &p.ev, p.span, p.scrub)
+	if p.g.cfg.approver != nil {
+		p.took(timeApprove, t0) // the time the approver took
+	}
 	if cause == nil {
 		return a, nil
 	}
@@ -837,8 +858,24 @@ func (e *scrubbedError) Unwrap() error { return e.err }
 // finish writes the call's audit record, once.
 func (p *call) finish(ctx context.Context) error {
 	p.recorded = true
+	if p.task != nil && len(p.creds) > 0 {
+		p.task.noteLeased(p.creds)
+	}
+	if p.args != nil {
+		p.ev.Args = p.tool.recordedArgs(p.args, p.scrubArgs())
+	}
 	p.ev.Duration = p.g.cfg.now().Sub(p.start)
 	return p.g.writeAudit(ctx, p.ev)
+}
+
+// scrubArgs returns the scrubber of the call's recorded arguments: scrub,
+// and the values of every credential the task's calls used.
+func (p *call) scrubArgs() func(string) string {
+	var others []*credentials.Credential
+	if p.task != nil {
+		others = p.task.leasedCredentials()
+	}
+	return func(s string) string { return credentials.Scrub(p.scrub(s), others...) }
 }
 
 // scrub removes the values of the call's credentials from s.

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy"
 )
@@ -263,7 +266,10 @@ func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 // description is what a model reads). It is a convenience for building the
 // model's tool list, not a grant: every call is still authorized in full.
 // For a sub-agent, a tool is listed only if every agent up its delegation
-// chain could call it too. A suspended agent gets ErrSuspended.
+// chain could call it too. A suspended agent gets ErrSuspended. A refused
+// listing (no identity, a suspended agent, a task of another guard or one
+// that has ended) is audited (audit.KindToolList); in strict audit mode,
+// one that cannot be recorded returns both errors.
 //
 // Conditions on context.args and context.approval are ignored when listing:
 // a permit's when/unless clause that reads them does not restrict the
@@ -272,16 +278,16 @@ func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 	// The agent as a call would see it: with its delegation chain, so that
 	// a sub-agent is shown only what every agent above it may call too.
-	id, _, err := r.g.identify(ctx)
+	id, reason, err := r.g.identify(ctx)
 	if err != nil {
-		return nil, err
+		return nil, r.refuseList(ctx, id, StepIdentify, reason, err)
 	}
 	if err := r.g.checkSuspended(id); err != nil {
-		return nil, err
+		return nil, r.refuseList(ctx, id, StepSuspend, "agent suspended", err)
 	}
 	task, inTask := TaskFromContext(ctx)
 	if inTask && task.g != r.g {
-		return nil, ErrForeignTask
+		return nil, r.refuseList(ctx, id, StepTask, "task was started by another guard", ErrForeignTask)
 	}
 	now := r.g.cfg.now()
 	l := r.g.pins().lock
@@ -295,7 +301,7 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 		if inTask {
 			// Per tool: policy may hide a tool by context.task.tool_calls.
 			if state, err = task.snapshot(t.Name, now); err != nil {
-				return nil, err
+				return nil, r.refuseList(ctx, id, StepTask, "task has ended", err)
 			}
 		}
 		d, err := r.g.decide(ctx, &policy.Request{
@@ -307,4 +313,24 @@ func (r *Registry) List(ctx context.Context) ([]*Tool, error) {
 		out = append(out, t.clone())
 	}
 	return out, nil
+}
+
+// refuseList records a refused listing by agent id (zero: unknown) and
+// returns err, joined with the record's error when it cannot be written.
+func (r *Registry) refuseList(ctx context.Context, id identity.Identity, step, reason string, err error) error {
+	ev := audit.Event{Time: r.g.cfg.now(), Kind: audit.KindToolList, Toolset: r.toolset,
+		Decision: audit.Deny, Outcome: audit.OutcomeDenied, Step: step, Reason: reason, Error: err.Error()}
+	if !id.IsZero() {
+		ev.Agent, ev.Chain = id.ID.String(), id.ChainStrings()
+	}
+	if task, ok := TaskFromContext(ctx); ok {
+		ev.Task, ev.OnBehalfOf = task.spec.ID, task.spec.OnBehalfOf
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	if aerr := r.g.writeAudit(ctx, ev); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
 }

@@ -663,9 +663,9 @@ func TestSuspendStartTaskForSuspendedAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(researcher.audit.Kind(audit.KindTaskStart)) != 0 {
-		t.Error("a refused task was recorded as started")
-	}
+	// Each refusal is recorded as one; none as a start.
+	audittest.ExpectNone(t, researcher.audit.Events(), audittest.Want{Kind: audit.KindTaskStart, Decision: audit.Allow})
+	audittest.ExpectCount(t, researcher.audit.Events(), audittest.Want{Kind: audit.KindTaskStart, Decision: audit.Deny, Step: agentguard.StepSuspend}, 3)
 	if _, _, err := researcher.guard.StartTask(dctx, agentguard.TaskSpec{}); err != nil {
 		t.Errorf("StartTask after Resume: %v", err)
 	}

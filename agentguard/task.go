@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
@@ -103,6 +104,11 @@ type Task struct {
 	// unaudited holds the records of leases whose issue could not be
 	// audited, by lease ID, to be written before the lease is used.
 	unaudited map[string]audit.Event
+	// leasedCreds are the latest credentials the task's calls used (at
+	// most maxLeasedCreds): the recorded arguments of any call in the task
+	// are scrubbed of them, since a tool's output may have shown one to
+	// the model, which may put it in the arguments of a later call.
+	leasedCreds []*credentials.Credential
 
 	endOnce sync.Once
 	endErr  error
@@ -130,36 +136,65 @@ func TaskFromContext(ctx context.Context) (*Task, bool) {
 // AcceptHandoff whose delegation names a suspended agent (Guard.Suspend),
 // the one it was handed to or one up its chain, is refused with
 // ErrSuspended.
+//
+// The start is audited (audit.KindTaskStart), and so is a refusal, with
+// Decision deny and the step that refused it: the guard closed, the
+// context done, an invalid budget, no identity for the agent (or a
+// delegation handed to another one), a suspended agent, a delegating task
+// serving another user, or an ID already open. In strict audit mode, a
+// start that cannot be recorded does not happen, and a refusal that cannot
+// be recorded returns both errors.
 func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, *Task, error) {
-	if g.closed.Load() {
-		return ctx, nil, ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return ctx, nil, fmt.Errorf("agentguard: start task: %w", err)
-	}
 	if spec.ID == "" {
 		spec.ID = newID("task-")
+	}
+	// The record of the start or of its refusal; the task's user token is
+	// never in it.
+	ev := audit.Event{Time: g.cfg.now(), Kind: audit.KindTaskStart, Task: spec.ID, OnBehalfOf: spec.OnBehalfOf}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	if g.closed.Load() {
+		return g.refuseTask(ctx, ev, StepGuard, "guard closed", ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return g.refuseTask(ctx, ev, StepTask, "context done", fmt.Errorf("agentguard: start task: %w", err))
 	}
 	spec.Labels = canonical.SortedSet(spec.Labels)
 	budget := g.cfg.budget
 	if spec.Budget != nil {
 		if err := spec.Budget.validate(); err != nil {
-			return ctx, nil, fmt.Errorf("agentguard: start task: %w", err)
+			return g.refuseTask(ctx, ev, StepBudget, "invalid budget", fmt.Errorf("agentguard: start task: %w", err))
 		}
 		budget = tighten(budget, *spec.Budget)
 		b := spec.Budget.clone()
 		spec.Budget = &b
+	}
+	// The agent starting the task, as its calls will see it.
+	id, reason, err := g.identify(ctx)
+	if !id.IsZero() {
+		ev.Agent, ev.Chain = id.ID.String(), id.ChainStrings()
+	}
+	if err != nil {
+		return g.refuseTask(ctx, ev, StepIdentify, reason, fmt.Errorf("agentguard: start task: %w", err))
 	}
 	d := delegationFrom(ctx)
 	if d != nil {
 		// The agents a delegation names are known before any call: a task
 		// for a suspended one is not started.
 		if err := g.checkSuspended(identity.Identity{ID: d.to, Chain: d.chain}); err != nil {
-			return ctx, nil, fmt.Errorf("agentguard: start task: %w", err)
+			return g.refuseTask(ctx, ev, StepSuspend, "agent suspended", fmt.Errorf("agentguard: start task: %w", err))
 		}
 	}
 	if err := d.inherit(&spec); err != nil {
-		return ctx, nil, err
+		return g.refuseTask(ctx, ev, StepDelegate, "the delegating task serves another user", err)
+	}
+	ev.OnBehalfOf = spec.OnBehalfOf
+	if g.isOpen(spec.ID) {
+		// Checked again, atomically, by track below; a task started
+		// meanwhile with the same ID gets a start and an end record.
+		return g.refuseTask(ctx, ev, StepTask, "a task with this ID is already open",
+			fmt.Errorf("agentguard: start task: a task with ID %q is already open", spec.ID))
 	}
 	t := &Task{g: g, spec: spec, done: make(chan struct{}), taint: d.inheritedTaint(),
 		userToken: spec.UserToken, leaseKey: newID("lease-set-"), budget: budget, parent: parentTaskFrom(ctx)}
@@ -168,7 +203,8 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	t.cancel = cancel
 	t.deadline, _ = tctx.Deadline()
 
-	if err := g.writeAudit(ctx, t.event(audit.KindTaskStart)); err != nil {
+	ev.Decision, ev.Outcome = audit.Allow, audit.OutcomeOK
+	if err := g.writeAudit(ctx, ev); err != nil {
 		cancel()
 		return ctx, nil, err
 	}
@@ -192,6 +228,25 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	default:
 	}
 	return tctx, t, nil
+}
+
+// refuseTask records the refusal of a task's start (ev, at step, for
+// reason) and returns err, joined with the record's error when it cannot
+// be written.
+func (g *Guard) refuseTask(ctx context.Context, ev audit.Event, step, reason string, err error) (context.Context, *Task, error) {
+	ev.Decision, ev.Outcome, ev.Step, ev.Reason, ev.Error = audit.Deny, audit.OutcomeDenied, step, reason, err.Error()
+	if aerr := g.writeAudit(ctx, ev); aerr != nil {
+		return ctx, nil, errors.Join(err, aerr)
+	}
+	return ctx, nil, err
+}
+
+// isOpen reports whether a task with that ID is open.
+func (g *Guard) isOpen(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.tasks[id]
+	return ok
 }
 
 // startImplicitTask makes the task of a call made outside any task (see
@@ -432,6 +487,32 @@ func endedErr(x, t *Task) error {
 		return ErrTaskEnded
 	}
 	return fmt.Errorf("%w%s", ErrTaskEnded, msg)
+}
+
+// maxLeasedCreds bounds Task.leasedCreds.
+const maxLeasedCreds = 32
+
+// noteLeased adds the credentials a call of the task used to those the
+// recorded arguments of its calls are scrubbed of.
+func (t *Task) noteLeased(creds []*credentials.Credential) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range creds {
+		if slices.Contains(t.leasedCreds, c) {
+			continue
+		}
+		if len(t.leasedCreds) == maxLeasedCreds {
+			t.leasedCreds = slices.Delete(t.leasedCreds, 0, 1)
+		}
+		t.leasedCreds = append(t.leasedCreds, c)
+	}
+}
+
+// leasedCredentials returns the credentials noteLeased kept.
+func (t *Task) leasedCredentials() []*credentials.Credential {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.leasedCreds)
 }
 
 // setUnaudited keeps the record of a lease that could not be written.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -65,8 +67,30 @@ type Tool struct {
 	Toolset string
 	// Credentials are the credentials the tool needs for each call.
 	Credentials []credentials.Requirement
+	// Audit says what the audit records of the tool's calls hold of their
+	// arguments: by default only their digest. It is not part of the
+	// tool's definition (Fingerprint).
+	Audit ArgsAudit
 	// Handler runs the tool. Tools guarded through Middleware need none.
 	Handler Handler
+}
+
+// ArgsAudit says what the audit record of a call holds of its arguments.
+// Whatever it says, arguments never go into spans, and the values of the
+// call's credentials and of its task's user token never go into records.
+type ArgsAudit struct {
+	// Record puts the canonical arguments in each call's audit record
+	// (audit.Event.Args), beside their digest, with the values Redact
+	// names replaced. Without it a record holds only the digest.
+	Record bool
+	// Redact lists the values to replace with the string "[REDACTED]",
+	// whatever their type, as JSON Pointers (RFC 6901) into the
+	// arguments, such as "/card/number". A segment "*" matches any
+	// object member or array element, as in "/items/*/card"; "~1" stands
+	// for "/" and "~0" for "~" in a segment. A pointer to nothing in a
+	// call's arguments redacts nothing. The whole arguments cannot be
+	// redacted (""): leave Record unset instead.
+	Redact []string
 }
 
 // validName reports whether name is 1 to 128 of A-Z a-z 0-9 _ . -.
@@ -111,6 +135,11 @@ func (t *Tool) validate(needHandler bool) error {
 	if len(t.InputSchema) > 0 {
 		if err := checkSchema(t.InputSchema); err != nil {
 			return fmt.Errorf("agentguard: tool %q: input schema %w", t.Name, err)
+		}
+	}
+	for _, ptr := range t.Audit.Redact {
+		if _, err := parsePointer(ptr); err != nil {
+			return fmt.Errorf("agentguard: tool %q: Audit.Redact: %w", t.Name, err)
 		}
 	}
 	seen := map[string]bool{}
@@ -173,7 +202,92 @@ func (t *Tool) clone() *Tool {
 	for i := range c.Credentials {
 		c.Credentials[i].Scopes = slices.Clone(c.Credentials[i].Scopes)
 	}
+	c.Audit.Redact = slices.Clone(t.Audit.Redact)
 	return &c
+}
+
+// parsePointer returns the unescaped segments of ptr, a JSON Pointer of
+// ArgsAudit.Redact.
+func parsePointer(ptr string) ([]string, error) {
+	switch {
+	case ptr == "":
+		return nil, errors.New(`pointer "" would redact the whole arguments: leave Record unset instead`)
+	case ptr[0] != '/':
+		return nil, fmt.Errorf("pointer %q does not start with \"/\" (RFC 6901)", ptr)
+	case !utf8.ValidString(ptr):
+		return nil, fmt.Errorf("pointer %q is not valid UTF-8", ptr)
+	}
+	segs := strings.Split(ptr[1:], "/")
+	for i, seg := range segs {
+		for j := 0; j < len(seg); j++ {
+			if seg[j] == '~' && (j+1 == len(seg) || (seg[j+1] != '0' && seg[j+1] != '1')) {
+				return nil, fmt.Errorf("pointer %q: \"~\" must be followed by 0 or 1 (RFC 6901)", ptr)
+			}
+		}
+		segs[i] = strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
+	}
+	return segs, nil
+}
+
+// recordedArgs returns the arguments as the tool's audit records hold
+// them (ArgsAudit): args, a value from canonical.Parse, with the values
+// Redact names replaced, every string (keys too) passed through scrub, in
+// canonical JSON. Should scrub still find anything in the result, or the
+// result not be made, the whole arguments are redacted: a record never
+// holds what it should not.
+func (t *Tool) recordedArgs(args any, scrub func(string) string) json.RawMessage {
+	redacted := json.RawMessage(`"` + credentials.Redacted + `"`)
+	ptrs := make([][]string, 0, len(t.Audit.Redact))
+	for _, p := range t.Audit.Redact {
+		segs, err := parsePointer(p)
+		if err != nil {
+			return redacted // validated already; fail closed all the same
+		}
+		ptrs = append(ptrs, segs)
+	}
+	b, err := canonical.Marshal(redact(args, ptrs, scrub))
+	if err != nil || scrub(string(b)) != string(b) {
+		return redacted
+	}
+	return b
+}
+
+// redact returns a copy of v with the values at ptrs (the segments left
+// of pointers that matched so far) replaced by credentials.Redacted and
+// every string passed through scrub.
+func redact(v any, ptrs [][]string, scrub func(string) string) any {
+	for _, p := range ptrs {
+		if len(p) == 0 {
+			return credentials.Redacted
+		}
+	}
+	// The pointers that go on into the member or element named seg.
+	next := func(seg string) [][]string {
+		var out [][]string
+		for _, p := range ptrs {
+			if p[0] == "*" || p[0] == seg {
+				out = append(out, p[1:])
+			}
+		}
+		return out
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[scrub(k)] = redact(e, next(k), scrub)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = redact(e, next(strconv.Itoa(i)), scrub)
+		}
+		return out
+	case string:
+		return scrub(t)
+	}
+	return v
 }
 
 // Fingerprint is "sha256:<hex>" over the canonical JSON of the tool's name,

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"log/slog"
 	"time"
 )
@@ -43,6 +44,17 @@ const (
 	// suspended, all its calls denied, and resumed.
 	KindSuspend Kind = "suspend"
 	KindResume  Kind = "resume"
+	// KindIdentityChange records a change in the identity the guard's
+	// source gives: the first one seen, another SPIFFE ID, the identity
+	// lost (the source fails after having succeeded) or regained, and a
+	// rotated X.509-SVID. Agent is the new identity (empty when lost); it
+	// carries Identity.
+	KindIdentityChange Kind = "identity_change"
+	// KindToolList records a tool listing (Registry.List) that was
+	// refused, with Decision deny, Step and Reason. Listings that succeed
+	// are not recorded: they grant nothing, and every call is authorized
+	// and recorded in full.
+	KindToolList Kind = "tool_list"
 )
 
 // Decision values.
@@ -77,6 +89,11 @@ type Event struct {
 	CallID    string `json:"call_id,omitempty"`
 	// ArgsDigest is "sha256:<hex>" of the canonical JSON arguments.
 	ArgsDigest string `json:"args_digest,omitempty"`
+	// Args are the canonical JSON arguments, recorded only for tools that
+	// ask for it (agentguard.Tool's Audit), with the values the tool
+	// declares redacted replaced by "[REDACTED]" and credential values
+	// removed. Most records have only ArgsDigest.
+	Args json.RawMessage `json:"args,omitempty"`
 
 	// Decision is Allow or Deny; Policies the deciding policy IDs.
 	Decision string   `json:"decision,omitempty"`
@@ -106,6 +123,8 @@ type Event struct {
 	Target string `json:"target,omitempty"`
 	// Tasks are the tasks a suspension ended.
 	Tasks []string `json:"tasks,omitempty"`
+	// Identity describes an identity change, for KindIdentityChange.
+	Identity *IdentityChange `json:"identity,omitempty"`
 
 	Outcome  string        `json:"outcome,omitempty"`
 	Error    string        `json:"error,omitempty"`
@@ -145,6 +164,23 @@ type Change struct {
 	// Previous that of the one pinned before, empty for a new one.
 	Fingerprint string `json:"fingerprint"`
 	Previous    string `json:"previous,omitempty"`
+}
+
+// IdentityChange describes a change in the agent's identity, for
+// KindIdentityChange. The event's Agent is the new SPIFFE ID.
+type IdentityChange struct {
+	// Previous is the SPIFFE ID before the change; empty for the first
+	// identity seen.
+	Previous string `json:"previous,omitempty"`
+	// Serial is the serial number (hex) of the X.509-SVID that proves the
+	// new identity, and NotAfter its expiry; PreviousSerial that of the
+	// SVID before. They are empty for identity sources without SVIDs.
+	Serial         string    `json:"serial,omitempty"`
+	PreviousSerial string    `json:"previous_serial,omitempty"`
+	NotAfter       time.Time `json:"not_after,omitzero"`
+	// Reason says what changed: "identity acquired", "identity changed",
+	// "SVID rotated", "identity lost: <error>", "identity regained".
+	Reason string `json:"reason"`
 }
 
 // Credential is what a credential event says about the lease: what it
@@ -225,6 +261,14 @@ func (e Event) LogValue() slog.Value {
 	add("toolset", e.Toolset)
 	add("call_id", e.CallID)
 	add("args_digest", e.ArgsDigest)
+	if len(e.Args) > 0 {
+		// Nested JSON for a JSON handler, text for a text handler.
+		if json.Valid(e.Args) {
+			a = append(a, slog.Any("args", e.Args))
+		} else {
+			a = append(a, slog.String("args", string(e.Args)))
+		}
+	}
 	add("decision", e.Decision)
 	if len(e.Policies) > 0 {
 		a = append(a, slog.Any("policies", e.Policies))
@@ -307,6 +351,19 @@ func (e Event) LogValue() slog.Value {
 	add("target", e.Target)
 	if len(e.Tasks) > 0 {
 		a = append(a, slog.Any("tasks", e.Tasks))
+	}
+	if id := e.Identity; id != nil {
+		ia := []any{}
+		for _, kv := range [][2]string{{"previous", id.Previous}, {"serial", id.Serial}, {"previous_serial", id.PreviousSerial}} {
+			if kv[1] != "" {
+				ia = append(ia, slog.String(kv[0], kv[1]))
+			}
+		}
+		if !id.NotAfter.IsZero() {
+			ia = append(ia, slog.Time("not_after", id.NotAfter))
+		}
+		ia = append(ia, slog.String("reason", id.Reason))
+		a = append(a, slog.Group("identity", ia...))
 	}
 	add("outcome", e.Outcome)
 	add("error", e.Error)

@@ -315,6 +315,8 @@ type DevAgent struct {
 
 	mu   sync.Mutex
 	svid *x509svid.SVID
+	// serial is svid's leaf serial number in hex, made once per SVID.
+	serial string
 }
 
 var (
@@ -328,6 +330,13 @@ func (a *DevAgent) ID() spiffeid.ID { return a.id }
 // SVID returns the agent's current X.509-SVID, minting one when there is
 // none or the current one is past half its life.
 func (a *DevAgent) SVID() (*x509svid.SVID, error) {
+	s, _, err := a.current()
+	return s, err
+}
+
+// current returns the agent's current X.509-SVID, as SVID does, and its
+// leaf's serial number in hex.
+func (a *DevAgent) current() (*x509svid.SVID, string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.d.now()
@@ -335,29 +344,30 @@ func (a *DevAgent) SVID() (*x509svid.SVID, error) {
 		leaf := a.svid.Certificates[0]
 		half := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
 		if now.Before(half) {
-			return a.svid, nil
+			return a.svid, a.serial, nil
 		}
 	}
 	s, err := a.d.MintX509SVID(a.id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	// Verified once, as a Workload API source verifies each update; each
 	// Identity call then checks only the validity period.
 	if _, err := verifySVID(s, a.d, now); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	a.svid = s
-	return s, nil
+	a.svid, a.serial = s, leafSerial(s)
+	return s, a.serial, nil
 }
 
 // Identity returns the agent's SPIFFE ID, read from its X.509-SVID once
-// that verifies against the issuer's bundle.
+// that verifies against the issuer's bundle, with that SVID's serial
+// number and expiry.
 func (a *DevAgent) Identity(ctx context.Context) (Identity, error) {
 	if err := ctx.Err(); err != nil {
 		return Identity{}, err
 	}
-	s, err := a.SVID()
+	s, serial, err := a.current()
 	if err != nil {
 		if errors.Is(err, ErrNoIdentity) {
 			return Identity{}, err
@@ -368,7 +378,16 @@ func (a *DevAgent) Identity(ctx context.Context) (Identity, error) {
 	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
 		return Identity{}, fmt.Errorf("%w: X.509-SVID of %s is not valid at %s", ErrNoIdentity, s.ID, now.UTC().Format(time.RFC3339))
 	}
-	return Identity{ID: s.ID}, nil
+	return Identity{ID: s.ID, Serial: serial, NotAfter: leaf.NotAfter}, nil
+}
+
+// leafSerial is the serial number of s's leaf certificate in lower-case
+// hex, as Identity.Serial gives it.
+func leafSerial(s *x509svid.SVID) string {
+	if s == nil || len(s.Certificates) == 0 || s.Certificates[0].SerialNumber == nil {
+		return ""
+	}
+	return s.Certificates[0].SerialNumber.Text(16)
 }
 
 // JWTSVID mints a JWT-SVID of the agent for audience.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -19,6 +20,15 @@ type Identity struct {
 	// Chain lists the agents that delegated the current task to this one,
 	// root first. It is empty for an agent acting on its own task.
 	Chain []spiffeid.ID
+
+	// Serial (hex) and NotAfter describe the X.509-SVID that proved ID:
+	// its leaf certificate's serial number and expiry. A new serial for
+	// the same ID means the SVID was rotated. They are facts about the
+	// proof, not part of the identity: String, Depth, ChainStrings and
+	// policy ignore them. They are zero for sources that hold no SVID
+	// (StaticSource, SourceFunc).
+	Serial   string
+	NotAfter time.Time
 }
 
 // Parse returns the identity of the SPIFFE ID s, with delegation chain

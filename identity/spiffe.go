@@ -112,8 +112,11 @@ type SPIFFESource struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	svids   []*x509svid.SVID // verified and allowed
+	mu    sync.Mutex
+	svids []*x509svid.SVID // verified and allowed
+	// serials are the svids' leaf serial numbers in hex, made once per
+	// update rather than on every Identity call.
+	serials []string
 	bundles *x509bundle.Set
 	lastErr error
 	ready   chan struct{} // closed on the first usable update
@@ -204,7 +207,10 @@ func (w watcher) OnX509ContextWatchError(err error)              { w.s.watchErro
 // update takes a new X.509 context: the SVIDs that verify and are allowed.
 func (s *SPIFFESource) update(c *workloadapi.X509Context) {
 	now := s.cfg.now()
-	var ok []*x509svid.SVID
+	var (
+		ok      []*x509svid.SVID
+		serials []string
+	)
 	for _, sv := range c.SVIDs {
 		if err := s.allowed(sv.ID); err != nil {
 			s.cfg.logger.Warn("identity: ignoring SVID the source does not accept", "spiffe_id", sv.ID.String(), "error", err)
@@ -215,10 +221,11 @@ func (s *SPIFFESource) update(c *workloadapi.X509Context) {
 			continue
 		}
 		ok = append(ok, sv)
+		serials = append(serials, leafSerial(sv))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.svids, s.bundles = ok, c.Bundles
+	s.svids, s.serials, s.bundles = ok, serials, c.Bundles
 	if len(ok) == 0 {
 		s.lastErr = errors.New("the Workload API served no SVID this source accepts")
 		return
@@ -239,7 +246,7 @@ func (s *SPIFFESource) watchError(err error) {
 	if status.Code(err) == codes.PermissionDenied {
 		// The agent no longer issues this workload an identity: its
 		// entries are gone. Stop using the SVIDs at once.
-		s.svids = nil
+		s.svids, s.serials = nil, nil
 	}
 	if !s.closed {
 		s.cfg.logger.Warn("identity: Workload API watch error", "error", err)
@@ -415,7 +422,7 @@ func (s *SPIFFESource) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.svids = nil
+	s.svids, s.serials = nil, nil
 	j := s.jwt
 	s.jwt = nil
 	s.mu.Unlock()
@@ -455,42 +462,51 @@ func (a *SPIFFEAgent) ID() spiffeid.ID { return a.id }
 // with ErrNoIdentity when the Workload API no longer serves it, or it
 // expired.
 func (a *SPIFFEAgent) SVID() (*x509svid.SVID, error) {
+	sv, _, err := a.current()
+	return sv, err
+}
+
+// current returns the agent's current X.509-SVID, as SVID does, and its
+// leaf's serial number in hex.
+func (a *SPIFFEAgent) current() (*x509svid.SVID, string, error) {
 	s := a.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("%w: %w", ErrNoIdentity, ErrClosed)
+		return nil, "", fmt.Errorf("%w: %w", ErrNoIdentity, ErrClosed)
 	}
 	if !a.isBound() {
-		return nil, fmt.Errorf("%w: the agent's binding to %s was released", ErrNoIdentity, a.id)
+		return nil, "", fmt.Errorf("%w: the agent's binding to %s was released", ErrNoIdentity, a.id)
 	}
-	for _, sv := range s.svids {
+	for i, sv := range s.svids {
 		if sv.ID == a.id {
 			leaf := sv.Certificates[0]
 			now := s.cfg.now()
 			if now.After(leaf.NotAfter) {
-				return nil, fmt.Errorf("%w: X.509-SVID of %s expired at %s", ErrNoIdentity, a.id, leaf.NotAfter.UTC().Format(time.RFC3339))
+				return nil, "", fmt.Errorf("%w: X.509-SVID of %s expired at %s", ErrNoIdentity, a.id, leaf.NotAfter.UTC().Format(time.RFC3339))
 			}
-			return sv, nil
+			return sv, s.serials[i], nil
 		}
 	}
 	why := "the Workload API no longer serves it"
 	if s.lastErr != nil {
 		why += " (" + s.lastErr.Error() + ")"
 	}
-	return nil, fmt.Errorf("%w: no X.509-SVID for %s: %s", ErrNoIdentity, a.id, why)
+	return nil, "", fmt.Errorf("%w: no X.509-SVID for %s: %s", ErrNoIdentity, a.id, why)
 }
 
 // Identity returns the agent's SPIFFE ID while the Workload API serves it a
-// verified, unexpired X.509-SVID.
+// verified, unexpired X.509-SVID, with that SVID's serial number and
+// expiry.
 func (a *SPIFFEAgent) Identity(ctx context.Context) (Identity, error) {
 	if err := ctx.Err(); err != nil {
 		return Identity{}, err
 	}
-	if _, err := a.SVID(); err != nil {
+	sv, serial, err := a.current()
+	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{ID: a.id}, nil
+	return Identity{ID: a.id, Serial: serial, NotAfter: sv.Certificates[0].NotAfter}, nil
 }
 
 // JWTSVID fetches a JWT-SVID of the agent for audience from the Workload

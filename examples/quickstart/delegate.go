@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/policy"
 )
 
@@ -16,7 +17,7 @@ import (
 // its own guard with its own identity. Its calls carry the chain of agents
 // that delegated to it, and each is authorized for the sub-agent and for the
 // support bot: the sub-agent never gets more than its parent.
-func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engine policy.Engine, ids *identities, payments *paymentsAPI) error {
+func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engine policy.Engine, ids *identities, payments *paymentsAPI, events audit.Sink) error {
 	fmt.Fprintln(out, "handing work to a sub-agent:")
 	if ids.sub == nil {
 		fmt.Fprintln(out, "  skipped: the Workload API serves no SVID with hint \"order-lookup\"")
@@ -38,7 +39,7 @@ func delegate(ctx context.Context, out io.Writer, guard *agentguard.Guard, engin
 		agentguard.WithIdentity(ids.sub),
 		agentguard.WithPolicy(engine),
 		agentguard.WithLock(lock),
-		agentguard.WithAudit(transcript{out}),
+		agentguard.WithAudit(events), // the same audit file: one chain for the process
 	)
 	if err != nil {
 		return err

@@ -10,7 +10,9 @@
 // the change), a task-scoped credential and its revocation when the task
 // ends, and a task handed to a sub-agent that gets no more than its parent.
 // It prints each decision and each audit event. The tools it trusts are
-// pinned in agentguard.lock.
+// pinned in agentguard.lock. Every audit event also goes to a hash-chained
+// audit file whose checkpoints are signed with an Ed25519 key; at the end
+// the quickstart verifies the file, and shows that an edited copy fails.
 //
 // Credentials come from the local issuer (credentials/local, for
 // development): a short-lived access token for the task, the payments
@@ -31,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -59,6 +62,11 @@ func (t transcript) Write(_ context.Context, e audit.Event) error {
 		}
 	}
 	add("tool", e.Tool)
+	if id := e.Identity; id != nil {
+		add("agent", e.Agent)
+		add("serial", id.Serial)
+		add("reason", strconv.Quote(id.Reason))
+	}
 	if e.Kind == audit.KindDelegate || len(e.Chain) > 0 {
 		add("agent", e.Agent)
 		if len(e.Chain) > 0 {
@@ -89,7 +97,9 @@ func (t transcript) Write(_ context.Context, e audit.Event) error {
 			add("expires_in", c.ExpiresAt.Sub(e.Time).Round(time.Second).String())
 		}
 	}
-	if e.ArgsDigest != "" {
+	if len(e.Args) > 0 {
+		add("args", string(e.Args))
+	} else if e.ArgsDigest != "" {
 		add("args", e.ArgsDigest[:19]+"…")
 	}
 	_, err := fmt.Fprintln(t.w, line)
@@ -151,13 +161,23 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
+	// Audit: every event is printed, and written to a hash-chained file
+	// whose checkpoints are signed (durable mode: a call's record is on
+	// disk before its result is returned).
+	alog, err := openAuditLog()
+	if err != nil {
+		return err
+	}
+	defer alog.sink.Shutdown(ctx)
+	events := audit.Tee(transcript{out}, alog.sink)
+
 	guard, err := agentguard.New(
 		agentguard.WithIdentity(id),
 		agentguard.WithPolicy(engine),
 		agentguard.WithBroker(broker),
 		agentguard.WithApprover(sup.queue),
 		agentguard.WithLock(lock),
-		agentguard.WithAudit(transcript{out}),
+		agentguard.WithAudit(events),
 	)
 	if err != nil {
 		return err
@@ -172,6 +192,7 @@ func run(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "AgentGuard quickstart: agent %s\n", me.ID)
 	fmt.Fprintf(out, "policy set %s (%d policies, validated against the schema of the %d tools)\n\n", set.Digest()[:19]+"…", set.Len(), len(tools.Tools()))
 
+	root := ctx // the task's context is cancelled when the task ends
 	ctx, task, err := guard.StartTask(ctx, agentguard.TaskSpec{
 		ID: "task-refund-T-1001", Purpose: "resolve ticket T-1001",
 		Sensitivity: agentguard.Internal, OnBehalfOf: "user:alice",
@@ -202,7 +223,7 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	if err := delegate(ctx, out, guard, engine, ids, payments); err != nil {
+	if err := delegate(ctx, out, guard, engine, ids, payments, events); err != nil {
 		return err
 	}
 
@@ -216,7 +237,12 @@ func run(ctx context.Context, out io.Writer) error {
 	if err == nil {
 		return errors.New("a revoked token was accepted")
 	}
-	return nil
+
+	// Close the guard and the audit file, then prove the file intact.
+	if err := guard.Close(root); err != nil {
+		return err
+	}
+	return alog.verify(root, out)
 }
 
 func supportTools(payments *paymentsAPI) []*agentguard.Tool {
@@ -265,6 +291,9 @@ func supportTools(payments *paymentsAPI) []*agentguard.Tool {
 			Description: "Send an email.",
 			InputSchema: json.RawMessage(`{"type":"object","properties":{"to":{"type":"string"},"body":{"type":"string"}},"required":["to","body"]}`),
 			Annotations: agentguard.Annotations{OpenWorld: true},
+			// Its audit records hold the arguments, the message body
+			// redacted, rather than only their digest.
+			Audit: agentguard.ArgsAudit{Record: true, Redact: []string{"/body"}},
 			Handler: func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
 				var a struct{ To string }
 				if err := json.Unmarshal(args, &a); err != nil {

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/identity/identitytest"
 )
@@ -16,10 +19,22 @@ import (
 // TestQuickstartTranscript runs the quickstart and checks that its
 // transcript shows each behaviour it promises.
 func TestQuickstartTranscript(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AGENTGUARD_AUDIT_DIR", dir)
 	var out bytes.Buffer
 	if err := run(context.Background(), &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
+	// The audit file holds what the transcript showed, in a chain that
+	// verifies (the signing key was the run's own: hashes only here).
+	if _, err := audit.VerifyDir(dir, audit.VerifyOptions{}); err != nil {
+		t.Errorf("audit file: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "audit-*.jsonl"))
+	events := audittest.ReadEvents(t, files...)
+	audittest.Expect(t, events, audittest.Want{Kind: audit.KindToolCall, Tool: "issue_refund", Decision: audit.Deny, Policies: []string{"refund-limit"}})
+	audittest.Expect(t, events, audittest.Want{Kind: audit.KindToolCall, CallID: "sub-call-1", Decision: audit.Allow, Policies: []string{"lookup-read-tickets"}})
+	audittest.ExpectCount(t, events, audittest.Want{Kind: audit.KindIdentityChange}, 2)
 	s := out.String()
 	for _, want := range []string{
 		"tools the agent may see: read_ticket, issue_refund, send_email\n",
@@ -53,6 +68,12 @@ func TestQuickstartTranscript(t *testing.T) {
 		"to=spiffe://example.org/agent/order-lookup decision=allow policies=support-delegates-lookups",
 		"tool=read_ticket agent=spiffe://example.org/agent/order-lookup chain=spiffe://example.org/agent/support-bot decision=allow policies=lookup-read-tickets",
 		"DENIED delegating agent spiffe://example.org/agent/support-bot may not make this call",
+		"identity_change   agent=spiffe://example.org/agent/support-bot serial=",
+		`reason="identity acquired" outcome=ok`,
+		`args={"body":"[REDACTED]","to":"team@example.com"}`,
+		"checkpoints signed by ed25519:",
+		"closed: chain intact",
+		"a copy with one denial edited into an allow fails at line 8 (seq 8): hash mismatch",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("transcript lacks %q", want)
@@ -71,6 +92,7 @@ func TestQuickstartTranscript(t *testing.T) {
 // serving SVIDs for two registration entries with hints), not from the
 // development issuer.
 func TestQuickstartWorkloadAPI(t *testing.T) {
+	t.Setenv("AGENTGUARD_AUDIT_DIR", t.TempDir())
 	iss, err := identity.NewDevIssuer("prod.example")
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +130,7 @@ func TestQuickstartWorkloadAPI(t *testing.T) {
 // no registration entry, the quickstart fails with a clear error instead of
 // hanging or falling back to the development issuer.
 func TestQuickstartWorkloadAPIWithoutEntry(t *testing.T) {
+	t.Setenv("AGENTGUARD_AUDIT_DIR", t.TempDir())
 	iss, err := identity.NewDevIssuer("prod.example")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,91 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/audit/audittest"
+)
+
+// TestTee: every sink gets every event, in order, even after one failed;
+// the failures come back joined, each naming its sink's position.
+func TestTee(t *testing.T) {
+	var order []string
+	tap := func(name string, err error) audit.Sink {
+		return audit.SinkFunc(func(_ context.Context, e audit.Event) error {
+			order = append(order, name+":"+e.Task)
+			return err
+		})
+	}
+	errA, errC := errors.New("disk full"), errors.New("collector down")
+	last := audittest.NewRecorder()
+	sink := audit.Tee(tap("a", errA), nil, tap("b", nil), tap("c", errC), last)
+
+	err := sink.Write(context.Background(), audit.Event{Kind: audit.KindTaskStart, Task: "t1"})
+	if fmt.Sprint(order) != "[a:t1 b:t1 c:t1]" {
+		t.Errorf("written in order %v", order)
+	}
+	if n := len(last.Events()); n != 1 {
+		t.Errorf("the last sink got %d events", n)
+	}
+	if !errors.Is(err, errA) || !errors.Is(err, errC) {
+		t.Fatalf("error %v does not hold both failures", err)
+	}
+	if want := "audit: sink 0: disk full\naudit: sink 3: collector down"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	var se *audit.SinkError
+	if !errors.As(err, &se) || se.Index != 0 || se.Err != errA {
+		t.Errorf("errors.As = %+v", se)
+	}
+
+	order = nil
+	if err := audit.Tee(tap("a", nil), tap("b", nil)).Write(context.Background(), audit.Event{Task: "t2"}); err != nil {
+		t.Errorf("no sink failed, Write = %v", err)
+	}
+	if fmt.Sprint(order) != "[a:t2 b:t2]" {
+		t.Errorf("written in order %v", order)
+	}
+}
+
+// TestTeeNoSink: a tee that would write nowhere fails closed.
+func TestTeeNoSink(t *testing.T) {
+	for _, sink := range []audit.Sink{audit.Tee(), audit.Tee(nil, nil)} {
+		if err := sink.Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNoSink) {
+			t.Errorf("Write = %v, want ErrNoSink", err)
+		}
+	}
+}
+
+// TestTeeCopiesArguments: changing the slice given to Tee later does not
+// change the sinks written to.
+func TestTeeCopiesArguments(t *testing.T) {
+	a, b := audittest.NewRecorder(), audittest.NewRecorder()
+	sinks := []audit.Sink{a}
+	sink := audit.Tee(sinks...)
+	sinks[0] = b
+	if err := sink.Write(context.Background(), audit.Event{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Events()) != 1 || len(b.Events()) != 0 {
+		t.Errorf("wrote to a %d, b %d", len(a.Events()), len(b.Events()))
+	}
+}
+
+// Tee writes to every sink and names the ones that failed: a guard in
+// strict mode denies the call.
+func ExampleTee() {
+	kept := audittest.NewRecorder()
+	down := audit.SinkFunc(func(context.Context, audit.Event) error { return errors.New("collector unreachable") })
+	sink := audit.Tee(kept, down)
+
+	err := sink.Write(context.Background(), audit.Event{Kind: audit.KindToolCall, Tool: "refund"})
+	fmt.Println(err)
+	fmt.Println(len(kept.Events()), "event kept")
+	// Output:
+	// audit: sink 1: collector unreachable
+	// 1 event kept
+}

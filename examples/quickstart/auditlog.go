@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/agentguard/go-sdk/audit"
+)
+
+// auditLog is the quickstart's audit file: JSON lines, each record
+// carrying its sequence number and the hash of the one before, with
+// checkpoints signed by an Ed25519 key.
+type auditLog struct {
+	dir  string
+	pub  ed25519.PublicKey
+	sink *audit.FileSink
+}
+
+// openAuditLog starts the audit file in AGENTGUARD_AUDIT_DIR, or in a new
+// temporary directory. The signing key is made for this run; an operator
+// gives theirs (audit.ParsePrivateKey of a PEM file, such as one made by
+// "go run github.com/agentguard/go-sdk/cmd/agentguard-audit keygen").
+func openAuditLog() (*auditLog, error) {
+	dir := os.Getenv("AGENTGUARD_AUDIT_DIR")
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "agentguard-audit-"); err != nil {
+			return nil, err
+		}
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	sink, err := audit.NewFileSink(dir, audit.WithSigningKey(priv))
+	if err != nil {
+		return nil, err
+	}
+	return &auditLog{dir: dir, pub: pub, sink: sink}, nil
+}
+
+// verify shuts the audit file down (a close checkpoint seals it), verifies
+// it with the public key, and shows that an edited copy fails.
+func (l *auditLog) verify(ctx context.Context, out io.Writer) error {
+	if err := l.sink.Shutdown(ctx); err != nil {
+		return err
+	}
+	keys := audit.VerifyOptions{Keys: []ed25519.PublicKey{l.pub}}
+	rep, err := audit.VerifyDir(l.dir, keys)
+	if err != nil {
+		return fmt.Errorf("the audit log does not verify: %w", err)
+	}
+	files := l.sink.Files()
+	fmt.Fprintf(out, "\naudit log %s:\n", filepath.Join(l.dir, "audit-*.jsonl"))
+	fmt.Fprintf(out, "  %d records (%d events, %d checkpoints signed by %s), seq %d..%d, closed: chain intact\n",
+		rep.Records, rep.Events, rep.Checkpoints, rep.Key, rep.First, rep.Last)
+
+	// An edited copy: the refund denied for its amount turned into an allow.
+	orig, err := os.ReadFile(files[0])
+	if err != nil {
+		return err
+	}
+	edited := bytes.Replace(orig, []byte(`"decision":"deny"`), []byte(`"decision":"allow"`), 1)
+	copyDir, err := os.MkdirTemp("", "agentguard-audit-edited-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(copyDir)
+	if err := os.WriteFile(filepath.Join(copyDir, filepath.Base(files[0])), edited, 0o600); err != nil {
+		return err
+	}
+	_, err = audit.VerifyDir(copyDir, keys)
+	var ce *audit.ChainError
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("an edited copy of the audit log verified: %v", err)
+	}
+	fmt.Fprintf(out, "  a copy with one denial edited into an allow fails at line %d (seq %d): %s\n", ce.Line, ce.Seq, ce.Reason)
+	return nil
+}
