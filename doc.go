@@ -24,7 +24,11 @@
 //     [github.com/agentguard/go-sdk/credentials/oauth] for an OAuth 2.0
 //     server, [github.com/agentguard/go-sdk/credentials/local] for
 //     development.
-//   - [github.com/agentguard/go-sdk/audit]: audit events and sinks.
+//   - [github.com/agentguard/go-sdk/audit]: audit events and sinks: a
+//     hash-chained file with signed checkpoints that cannot be edited
+//     unnoticed (and its verifier), OpenTelemetry log records, slog.
+//   - cmd/agentguard-audit: makes the checkpoint signing key and verifies
+//     an audit log, for auditors.
 //
 // Fakes for unit tests sit beside what they fake: agentguard/agentguardtest,
 // identity/identitytest, policy/policytest, credentials/credentialstest and
