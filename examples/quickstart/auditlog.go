@@ -23,17 +23,22 @@ type auditLog struct {
 	sink *audit.FileSink
 }
 
-// openAuditLog starts the audit file in AGENTGUARD_AUDIT_DIR, or in a new
-// temporary directory. The signing key is made for this run; an operator
-// gives theirs (audit.ParsePrivateKey of a PEM file, such as one made by
-// "go run github.com/agentguard/go-sdk/cmd/agentguard-audit keygen").
+// openAuditLog starts the audit file in a new directory inside
+// AGENTGUARD_AUDIT_DIR, or inside the system's temporary directory: each
+// run starts its own chain, signed with a key made for this run. An
+// operator gives theirs (audit.ParsePrivateKey of a PEM file, such as one
+// made by "go run github.com/agentguard/go-sdk/cmd/agentguard-audit keygen")
+// and keeps one directory per chain.
 func openAuditLog() (*auditLog, error) {
-	dir := os.Getenv("AGENTGUARD_AUDIT_DIR")
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "agentguard-audit-"); err != nil {
+	parent := os.Getenv("AGENTGUARD_AUDIT_DIR")
+	if parent != "" {
+		if err := os.MkdirAll(parent, 0o700); err != nil {
 			return nil, err
 		}
+	}
+	dir, err := os.MkdirTemp(parent, "agentguard-audit-")
+	if err != nil {
+		return nil, err
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -58,7 +63,7 @@ func (l *auditLog) verify(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("the audit log does not verify: %w", err)
 	}
 	files := l.sink.Files()
-	fmt.Fprintf(out, "\naudit log %s:\n", filepath.Join(l.dir, "audit-*.jsonl"))
+	fmt.Fprintf(out, "\naudit log %s (chain %s):\n", filepath.Join(l.dir, "audit-*.jsonl"), rep.Chain)
 	fmt.Fprintf(out, "  %d records (%d events, %d checkpoints signed by %s), seq %d..%d, closed: chain intact\n",
 		rep.Records, rep.Events, rep.Checkpoints, rep.Key, rep.First, rep.Last)
 

@@ -27,10 +27,14 @@ func TestQuickstartTranscript(t *testing.T) {
 	}
 	// The audit file holds what the transcript showed, in a chain that
 	// verifies (the signing key was the run's own: hashes only here).
-	if _, err := audit.VerifyDir(dir, audit.VerifyOptions{}); err != nil {
+	runs, _ := filepath.Glob(filepath.Join(dir, "agentguard-audit-*"))
+	if len(runs) != 1 {
+		t.Fatalf("audit directories %v, want one", runs)
+	}
+	if _, err := audit.VerifyDir(runs[0], audit.VerifyOptions{}); err != nil {
 		t.Errorf("audit file: %v", err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "audit-*.jsonl"))
+	files, _ := filepath.Glob(filepath.Join(runs[0], "audit-*.jsonl"))
 	events := audittest.ReadEvents(t, files...)
 	audittest.Expect(t, events, audittest.Want{Kind: audit.KindToolCall, Tool: "issue_refund", Decision: audit.Deny, Policies: []string{"refund-limit"}})
 	audittest.Expect(t, events, audittest.Want{Kind: audit.KindToolCall, CallID: "sub-call-1", Decision: audit.Allow, Policies: []string{"lookup-read-tickets"}})
