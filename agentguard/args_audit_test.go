@@ -172,6 +172,14 @@ func TestRecordedArgsRedaction(t *testing.T) {
 		{"missing path", `{"a":{"b":1}}`, []string{"/a/c", "/x/y/z", "/a/b/c"}, `{"a":{"b":1}}`},
 		{"empty key", `{"":1,"a":2}`, []string{"/"}, `{"":"[REDACTED]","a":2}`},
 		{"none", `{"a":[1,{"b":"c"}]}`, nil, `{"a":[1,{"b":"c"}]}`},
+		// Keys match as encoding/json matches them to a struct's fields:
+		// without regard to case, with Unicode simple folding.
+		{"key in another case", `{"card":{"Number":"4111"}}`, []string{"/card/number"}, `{"card":{"Number":"[REDACTED]"}}`},
+		{"keys in upper case", `{"CARD":{"NUMBER":"4111"}}`, []string{"/card/number"}, `{"CARD":{"NUMBER":"[REDACTED]"}}`},
+		{"key in mixed case", `{"card":{"numbeR":"4111"}}`, []string{"/card/number"}, `{"card":{"numbeR":"[REDACTED]"}}`},
+		{"long s folds to s", `{"paſsword":"hunter2","pass":1}`, []string{"/password"}, `{"pass":1,"paſsword":"[REDACTED]"}`},
+		{"Kelvin sign folds to k", "{\"\u212aey\":\"v\"}", []string{"/key"}, "{\"\u212aey\":\"[REDACTED]\"}"},
+		{"pointer in another case", `{"token":"v"}`, []string{"/TOKEN"}, `{"token":"[REDACTED]"}`},
 	}
 	env := agentguardtest.New(t, nil, "tok")
 	for i, tc := range tests {
@@ -188,6 +196,133 @@ func TestRecordedArgsRedaction(t *testing.T) {
 				t.Errorf("args = %s, want %s", e.Args, tc.want)
 			}
 		})
+	}
+}
+
+// TestRecordedArgsCaseVariantKeys: a tool that decodes its arguments with
+// encoding/json reads a key in any case as its field; the record redacts
+// whatever the tool reads.
+func TestRecordedArgsCaseVariantKeys(t *testing.T) {
+	env := agentguardtest.New(t, nil, "tok")
+	var read string
+	tool := &agentguard.Tool{Name: "pay",
+		Audit: agentguard.ArgsAudit{Record: true, Redact: []string{"/card/number"}},
+		Handler: func(_ context.Context, args json.RawMessage) (*agentguard.Result, error) {
+			var a struct {
+				Card struct {
+					Number string `json:"number"`
+				} `json:"card"`
+			}
+			if err := json.Unmarshal(args, &a); err != nil {
+				return nil, err
+			}
+			read = a.Card.Number
+			return &agentguard.Result{}, nil
+		}}
+	for i, args := range []string{
+		`{"card":{"Number":"` + cardCanary + `"}}`,
+		`{"CARD":{"NUMBER":"` + cardCanary + `"}}`,
+		`{"card":{"numbeR":"` + cardCanary + `"}}`,
+	} {
+		read = ""
+		if _, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{ID: fmt.Sprint(i), Args: json.RawMessage(args)}); err != nil {
+			t.Fatal(err)
+		}
+		if read != cardCanary {
+			t.Fatalf("the tool read %q from %s, want the card number", read, args)
+		}
+	}
+	audittest.ExpectNoSecret(t, env.Audit.Events(), cardCanary)
+}
+
+// TestRecordedArgsKeyHoldsSecret: a key holding a credential's value
+// makes the whole arguments redacted: keys scrubbed alike would collide,
+// and which value the record kept would change from call to call.
+func TestRecordedArgsKeyHoldsSecret(t *testing.T) {
+	const secret = "KEY-CANARY-SECRET"
+	env := agentguardtest.New(t, nil, secret)
+	tool := payTool()
+	args := `{"` + secret + `":"first","[REDACTED]":"second","x":1}`
+	for i := range 10 {
+		if _, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{ID: fmt.Sprint(i), Args: json.RawMessage(args)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range env.Audit.Kind(audit.KindToolCall) {
+		if string(e.Args) != `"[REDACTED]"` {
+			t.Errorf("call %s: args = %s, want the whole arguments redacted", e.CallID, e.Args)
+		}
+	}
+	audittest.ExpectNoSecret(t, env.Audit.Events(), secret)
+}
+
+// TestRecordedArgsForeignTask: a call with the context of a task another
+// guard started is denied, and its recorded arguments are scrubbed of
+// that task's user token all the same.
+func TestRecordedArgsForeignTask(t *testing.T) {
+	g1 := agentguardtest.New(t, nil, "cred-one")
+	g2 := agentguardtest.New(t, nil, "cred-two")
+	ctx, task, err := g1.Guard.StartTask(context.Background(), agentguard.TaskSpec{UserToken: credentials.NewSecret(userCanary)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.End(context.Background())
+	tool := &agentguard.Tool{Name: "t", Audit: agentguard.ArgsAudit{Record: true},
+		Handler: func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }}
+	_, err = g2.Guard.Invoke(ctx, tool, agentguard.Call{ID: "c", Args: json.RawMessage(`{"q":"` + userCanary + `","n":1}`)})
+	if !errors.Is(err, agentguard.ErrForeignTask) {
+		t.Fatalf("err = %v, want ErrForeignTask", err)
+	}
+	e := audittest.Expect(t, g2.Audit.Events(), audittest.Want{Kind: audit.KindToolCall, CallID: "c", Decision: audit.Deny})
+	if string(e.Args) != `{"n":1,"q":"[REDACTED]"}` {
+		t.Errorf("args = %s", e.Args)
+	}
+	audittest.ExpectNoSecret(t, g2.Audit.Events(), userCanary)
+}
+
+// TestRecordedArgsTaskCredentials: the arguments of a call are scrubbed of
+// the credentials earlier calls of its task used (a tool's output may
+// have shown one to the model), of every provider, as their set changes,
+// however often each was used.
+func TestRecordedArgsTaskCredentials(t *testing.T) {
+	broker := credentials.NewBroker(credentials.WithProvider("one", credentials.NewStaticProvider(credCanary)),
+		credentials.WithProvider("other", credentials.NewStaticProvider("second-CANARY-cred")))
+	env := agentguardtest.New(t, nil, "unused", agentguard.WithBroker(broker))
+	ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{UserToken: credentials.NewSecret(userCanary)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.End(context.Background())
+	handler := func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }
+	first := &agentguard.Tool{Name: "first", Handler: handler, Credentials: []credentials.Requirement{{Name: "c", Provider: "one"}}}
+	second := &agentguard.Tool{Name: "second", Handler: handler, Credentials: []credentials.Requirement{{Name: "c", Provider: "other"}}}
+	recorder := &agentguard.Tool{Name: "rec", Handler: handler, Audit: agentguard.ArgsAudit{Record: true}}
+	args := json.RawMessage(`{"a":"` + credCanary + `","b":"x second-CANARY-cred y","u":"` + userCanary + `"}`)
+	for i, tool := range []*agentguard.Tool{recorder, first, recorder, second, recorder} {
+		if _, err := env.Guard.Invoke(ctx, tool, agentguard.Call{ID: fmt.Sprint(i), Args: args}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{
+		"0": `{"a":"` + credCanary + `","b":"x second-CANARY-cred y","u":"[REDACTED]"}`, // no credential used yet
+		"2": `{"a":"[REDACTED]","b":"x second-CANARY-cred y","u":"[REDACTED]"}`,
+		"4": `{"a":"[REDACTED]","b":"x [REDACTED] y","u":"[REDACTED]"}`,
+	}
+	// The broker hands each call its own copy of a cached lease: many
+	// calls with one credential do not push the other out of those kept.
+	for range 40 {
+		if _, err := env.Guard.Invoke(ctx, second, agentguard.Call{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := env.Guard.Invoke(ctx, recorder, agentguard.Call{ID: "5", Args: args}); err != nil {
+		t.Fatal(err)
+	}
+	want["5"] = want["4"]
+	for id, w := range want {
+		if e := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindToolCall, CallID: id}); string(e.Args) != w {
+			t.Errorf("call %s: args = %s, want %s", id, e.Args, w)
+		}
 	}
 }
 
@@ -270,5 +405,50 @@ func TestArgsAuditNotInFingerprint(t *testing.T) {
 	e := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindToolCall, CallID: "r"})
 	if !strings.Contains(string(e.Args), `"number":"[REDACTED]"`) {
 		t.Errorf("registry call args = %s", e.Args)
+	}
+}
+
+// BenchmarkRecordedArgs measures what recording a call's arguments costs
+// against recording their digest alone, for arguments of 100 and 10,000
+// strings the model chose, in a task with a user token and a credential;
+// "record-secret" has the credential's value in one of the strings, which
+// makes the guard scrub them one by one.
+func BenchmarkRecordedArgs(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			env := agentguardtest.New(b, nil, "cred-secret-value", agentguard.WithAudit(audit.Discard))
+			ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{UserToken: credentials.NewSecret("user-token-value")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer task.End(context.Background())
+			tool := &agentguard.Tool{Name: "t", Audit: agentguard.ArgsAudit{Record: true, Redact: []string{"/card/number"}},
+				Credentials: []credentials.Requirement{{Name: "c", Provider: agentguardtest.StaticProvider}},
+				Handler:     func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }}
+			digest := *tool
+			digest.Name = "digest"
+			digest.Audit = agentguard.ArgsAudit{}
+			s := make([]string, n)
+			for i := range s {
+				s[i] = fmt.Sprintf("v%d", i)
+			}
+			args, _ := json.Marshal(map[string]any{"l": s})
+			s[n/2] = "a cred-secret-value b"
+			withSecret, _ := json.Marshal(map[string]any{"l": s})
+			for _, tc := range []struct {
+				name string
+				tool *agentguard.Tool
+				args json.RawMessage
+			}{{"record", tool, args}, {"record-secret", tool, withSecret}, {"digest", &digest, args}} {
+				b.Run(tc.name, func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						if _, err := env.Guard.Invoke(ctx, tc.tool, agentguard.Call{Args: tc.args}); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		})
 	}
 }

@@ -80,11 +80,12 @@ func delegationFrom(ctx context.Context) *delegation {
 // records a change in what the source gives (see noteIdentity); in strict
 // audit mode, a change that cannot be recorded fails it too.
 func (g *Guard) identify(ctx context.Context) (identity.Identity, string, error) {
+	before := g.identities.seen.Load()
 	id, err := g.cfg.identity.Identity(ctx)
 	if err == nil && id.IsZero() {
 		err = identity.ErrNoIdentity
 	}
-	nerr := g.noteIdentity(ctx, id, err)
+	nerr := g.noteIdentity(ctx, before, &id, err)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrNoIdentity, err)
 		if nerr != nil {

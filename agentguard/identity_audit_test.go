@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
+	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/identity"
 )
 
@@ -113,9 +115,10 @@ func TestIdentityChangeRotation(t *testing.T) {
 }
 
 // TestIdentityLostAndRegained: a source that fails after having given an
-// identity records the loss once, however often it fails, then the
-// identity regained, then another SPIFFE ID; failures before any identity
-// record nothing.
+// identity records the loss once, however often it fails (the reason a
+// fixed text, the source's error in Error), then the identity regained,
+// then another SPIFFE ID acquired; failures before any identity record
+// nothing.
 func TestIdentityLostAndRegained(t *testing.T) {
 	src := &switchSource{}
 	env := agentguardtest.New(t, nil, "tok", agentguard.WithIdentity(src))
@@ -146,8 +149,9 @@ func TestIdentityLostAndRegained(t *testing.T) {
 			t.Fatalf("identity lost: %v", err)
 		}
 	}
-	lost := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindIdentityChange, Reason: "identity lost: workload API unreachable"})
-	if lost.Agent != "" || lost.Identity.Previous != a || lost.Outcome != audit.OutcomeError || !strings.Contains(lost.Error, "unreachable") {
+	lost := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindIdentityChange, Reason: "identity lost"})
+	if lost.Agent != "" || lost.Reason != "identity lost" || lost.Identity.Reason != "identity lost" || lost.Identity.Previous != a ||
+		lost.Outcome != audit.OutcomeError || lost.Error != "workload API unreachable" {
 		t.Errorf("loss record = %+v %+v", lost, lost.Identity)
 	}
 
@@ -166,9 +170,11 @@ func TestIdentityLostAndRegained(t *testing.T) {
 	if err := invoke(); err != nil {
 		t.Fatal(err)
 	}
-	changed := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindIdentityChange, Agent: b, Reason: "identity changed"})
-	if changed.Identity.Previous != a {
-		t.Errorf("changed record = %+v", changed.Identity)
+	// Another SPIFFE ID is acquired: a source may give one per context,
+	// so it replaces none.
+	other := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindIdentityChange, Agent: b, Reason: "identity acquired"})
+	if other.Identity.Previous != "" {
+		t.Errorf("another agent's record = %+v", other.Identity)
 	}
 	audittest.ExpectCount(t, env.Audit.Events(), identityChange, 4)
 
@@ -391,4 +397,206 @@ func TestIdentityChangeJSON(t *testing.T) {
 		!m.Identity.NotAfter.Equal(clock.Now().Add(identity.DefaultX509SVIDTTL)) || m.Identity.Reason != "identity acquired" {
 		t.Errorf("identity record JSON = %s", b)
 	}
+}
+
+// setSVID makes the source give id with an SVID of that serial and
+// expiry.
+func (s *switchSource) setSVID(id, serial string, notAfter time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.id, s.err = identity.MustParse(id), nil
+	s.id.Serial, s.id.NotAfter = serial, notAfter
+}
+
+// pause holds a call's identity source after it has read what it gives
+// and before it returns it: read is closed once it has read, and it
+// returns when release is closed.
+type pause struct{ read, release chan struct{} }
+
+type pauseKey struct{}
+
+// pausingSource is a switchSource that pauses the calls whose context
+// carries a *pause.
+type pausingSource struct{ *switchSource }
+
+func (s pausingSource) Identity(ctx context.Context) (identity.Identity, error) {
+	id, err := s.switchSource.Identity(ctx)
+	if p, ok := ctx.Value(pauseKey{}).(*pause); ok {
+		close(p.read)
+		<-p.release
+	}
+	return id, err
+}
+
+// pausedCall starts a call whose source reads what it gives now and
+// returns it only when the returned function is called, which returns the
+// call's error.
+func pausedCall(t *testing.T, g *agentguard.Guard, tool *agentguard.Tool) (finish func() error) {
+	t.Helper()
+	p := &pause{read: make(chan struct{}), release: make(chan struct{})}
+	errs := make(chan error, 1)
+	go func() {
+		_, err := g.Invoke(context.WithValue(context.Background(), pauseKey{}, p), tool, agentguard.Call{ID: "paused"})
+		errs <- err
+	}()
+	<-p.read
+	return func() error {
+		close(p.release)
+		return <-errs
+	}
+}
+
+// TestIdentityPerContextSource: a source that answers per context (one
+// guard serving several agents) records each agent's identity once, and
+// a rotation of one agent's SVID once, however often calls switch between
+// the agents.
+func TestIdentityPerContextSource(t *testing.T) {
+	type agentKey struct{}
+	src := identity.SourceFunc(func(ctx context.Context) (identity.Identity, error) {
+		id, _ := ctx.Value(agentKey{}).(identity.Identity)
+		return id, nil
+	})
+	env := agentguardtest.New(t, nil, "tok", agentguard.WithIdentity(src))
+	tool := counted("t", new(atomic.Int64))
+	notAfter := time.Now().Add(time.Hour)
+	agent := func(name, serial string, notAfter time.Time) context.Context {
+		id := identity.MustParse("spiffe://example.org/agent/" + name)
+		id.Serial, id.NotAfter = serial, notAfter
+		return context.WithValue(context.Background(), agentKey{}, id)
+	}
+	a, b := agent("a", "a1", notAfter), agent("b", "b1", notAfter)
+	for i := range 50 {
+		ctx := a
+		if i%2 == 1 {
+			ctx = b
+		}
+		if _, err := env.Guard.Invoke(ctx, tool, agentguard.Call{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes := audittest.ExpectCount(t, env.Audit.Events(), identityChange, 2)
+	for i, name := range []string{"a", "b"} {
+		if e := changes[i]; e.Agent != "spiffe://example.org/agent/"+name || e.Reason != "identity acquired" || e.Identity.Previous != "" {
+			t.Errorf("record %d = %+v %+v, want agent %s acquired", i, e, e.Identity, name)
+		}
+	}
+
+	b2 := agent("b", "b2", notAfter.Add(time.Hour))
+	for _, ctx := range []context.Context{b2, a, b2, a} {
+		if _, err := env.Guard.Invoke(ctx, tool, agentguard.Call{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	changes = audittest.ExpectCount(t, env.Audit.Events(), identityChange, 3)
+	if rot := changes[2]; rot.Agent != "spiffe://example.org/agent/b" || rot.Reason != "SVID rotated" ||
+		rot.Identity.Previous != rot.Agent || rot.Identity.PreviousSerial != "b1" || rot.Identity.Serial != "b2" {
+		t.Errorf("rotation record = %+v %+v", rot, rot.Identity)
+	}
+}
+
+// TestIdentityStaleRead: a call that read the source before a change that
+// another call recorded records no change back: not the SVID it read
+// before a rotation, nor one that expires before the SVID recorded, nor
+// the identity it read before a loss.
+func TestIdentityStaleRead(t *testing.T) {
+	const a = "spiffe://example.org/agent/a"
+	t0 := time.Now()
+	setup := func(t *testing.T) (*switchSource, *agentguardtest.Env, *agentguard.Tool) {
+		src := &switchSource{}
+		src.setSVID(a, "s0", t0.Add(time.Hour))
+		env := agentguardtest.New(t, nil, "tok", agentguard.WithIdentity(pausingSource{src}))
+		tool := counted("t", new(atomic.Int64))
+		if _, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{}); err != nil {
+			t.Fatal(err)
+		}
+		return src, env, tool
+	}
+	invoke := func(t *testing.T, env *agentguardtest.Env, tool *agentguard.Tool) error {
+		t.Helper()
+		_, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{})
+		return err
+	}
+	reasons := func(evs []audit.Event) []string {
+		var out []string
+		for _, e := range evs {
+			if e.Kind == audit.KindIdentityChange {
+				out = append(out, e.Reason+" "+e.Identity.PreviousSerial+">"+e.Identity.Serial)
+			}
+		}
+		return out
+	}
+
+	t.Run("read before a rotation", func(t *testing.T) {
+		src, env, tool := setup(t)
+		finish := pausedCall(t, env.Guard, tool) // reads s0
+		src.setSVID(a, "s1", t0.Add(2*time.Hour))
+		if err := invoke(t, env, tool); err != nil {
+			t.Fatal(err)
+		}
+		if err := finish(); err != nil {
+			t.Fatal(err)
+		}
+		if err := invoke(t, env, tool); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := reasons(env.Audit.Events()), []string{"identity acquired >s0", "SVID rotated s0>s1"}; !slices.Equal(got, want) {
+			t.Errorf("identity records = %q, want %q", got, want)
+		}
+	})
+	t.Run("an SVID older than the one recorded", func(t *testing.T) {
+		src, env, tool := setup(t)
+		src.setSVID(a, "s1", t0.Add(2*time.Hour))
+		finish := pausedCall(t, env.Guard, tool) // reads s1
+		src.setSVID(a, "s2", t0.Add(3*time.Hour))
+		if err := invoke(t, env, tool); err != nil {
+			t.Fatal(err)
+		}
+		if err := finish(); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := reasons(env.Audit.Events()), []string{"identity acquired >s0", "SVID rotated s0>s2"}; !slices.Equal(got, want) {
+			t.Errorf("identity records = %q, want %q", got, want)
+		}
+	})
+	t.Run("read before a loss", func(t *testing.T) {
+		src, env, tool := setup(t)
+		finish := pausedCall(t, env.Guard, tool) // reads a
+		src.set("", errors.New("workload API unreachable"))
+		if err := invoke(t, env, tool); !errors.Is(err, agentguard.ErrNoIdentity) {
+			t.Fatalf("source failing: %v", err)
+		}
+		if err := finish(); err != nil {
+			t.Fatalf("the call that read the identity: %v", err)
+		}
+		if err := invoke(t, env, tool); !errors.Is(err, agentguard.ErrNoIdentity) {
+			t.Fatalf("source failing: %v", err)
+		}
+		if got, want := reasons(env.Audit.Events()), []string{"identity acquired >s0", "identity lost s0>"}; !slices.Equal(got, want) {
+			t.Errorf("identity records = %q, want %q", got, want)
+		}
+	})
+}
+
+// TestIdentityLostScrubbed: the source's error goes into a loss record
+// scrubbed of the user token of the task the call belongs to (a source
+// that exchanges it may quote it), and into the call's error likewise.
+func TestIdentityLostScrubbed(t *testing.T) {
+	src := &switchSource{}
+	src.set("spiffe://example.org/agent/a", nil)
+	env := agentguardtest.New(t, nil, "tok", agentguard.WithIdentity(src))
+	ctx, task, err := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{UserToken: credentials.NewSecret(userCanary)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.End(context.Background())
+	src.set("", errors.New("exchanging "+userCanary+" failed"))
+	_, err = env.Guard.Invoke(ctx, counted("t", new(atomic.Int64)), agentguard.Call{})
+	if !errors.Is(err, agentguard.ErrNoIdentity) || strings.Contains(err.Error(), userCanary) {
+		t.Fatalf("err = %v, want ErrNoIdentity without the user token", err)
+	}
+	lost := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindIdentityChange, Reason: "identity lost"})
+	if lost.Reason != "identity lost" || lost.Error != "exchanging [REDACTED] failed" {
+		t.Errorf("loss record: reason %q, error %q", lost.Reason, lost.Error)
+	}
+	audittest.ExpectNoSecret(t, env.Audit.Events(), userCanary)
 }

@@ -22,11 +22,21 @@ import (
 const (
 	// MetricToolCalls counts tool calls ({call}) by gen_ai.tool.name,
 	// agentguard.decision, agentguard.outcome and, for a call denied or
-	// failed, agentguard.step.
+	// failed, agentguard.step. A call denied at StepLookup (a Registry
+	// call naming no registered tool, or an Invoke whose Call.Name is not
+	// its Tool's name) is counted under the tool name "_OTHER", since that
+	// name may be the model's. Other calls are counted under their Tool's
+	// name, so the number of series grows only with the tools the program
+	// passes to Invoke, Wrap and Register.
 	MetricToolCalls = "agentguard.tool.calls"
 	// MetricStepDuration is how long each step of a call took (s), by
 	// agentguard.step (identify, authorize, approve, credential, execute)
-	// and gen_ai.tool.name.
+	// and gen_ai.tool.name: one sample for each step that ran, recorded
+	// when the call ends. identify includes the time spent recording an
+	// identity change the call noticed, or waiting for another call to
+	// record one. authorize is the policy engine's time; a call that was
+	// approved is decided again, and its one authorize sample is the sum of
+	// both decisions. approve is the time the approver took.
 	MetricStepDuration = "agentguard.step.duration"
 	// MetricCredentialLeases counts credential lease events ({lease}) by
 	// agentguard.credential.event (issued, refreshed, revoked, failed),
@@ -41,12 +51,17 @@ const (
 // AttrAuditKind is the kind of audit record an audit failure concerns.
 const AttrAuditKind = attribute.Key("agentguard.audit.kind")
 
-// otherTool stands for the name of a tool that is not registered, which
-// the model chose: it would make the metrics' cardinality unbounded.
+// otherTool is the tool name of every call denied at StepLookup: a
+// Registry call naming no registered tool, and an Invoke whose Call.Name
+// differs from the Tool's name (the tool is known, but the name the call
+// gives may be the model's). Either name could be anything, which would
+// make the metrics' cardinality unbounded.
 const otherTool = "_OTHER"
 
-// maxAttrSets bounds the cached attribute sets; past it, sets are built
-// for each measurement.
+// maxAttrSets bounds the attribute sets each instrument caches, and so the
+// memory a program with very many tool names can make the guard hold. Past
+// it, a measurement with an attribute set not cached builds its options
+// (a few allocations) and takes no lock; the sets cached stay.
 const maxAttrSets = 4096
 
 // stepBuckets are the step histogram's bucket bounds in seconds: from the
@@ -250,6 +265,11 @@ type measure struct {
 	rec []metric.RecordOption
 }
 
+func newMeasure(set attribute.Set) *measure {
+	opt := metric.WithAttributeSet(set)
+	return &measure{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
+}
+
 // attrSets caches measurement options by key. Reads take no lock: the map
 // is replaced, never changed, when a key is added.
 type attrSets[K comparable] struct {
@@ -258,11 +278,15 @@ type attrSets[K comparable] struct {
 }
 
 // get returns the options of k, making its attribute set with set the first
-// time.
+// time. Once maxAttrSets are cached, a key not cached gets options made for
+// the one measurement, without taking the lock.
 func (c *attrSets[K]) get(k K, set func() attribute.Set) *measure {
 	if m := c.m.Load(); m != nil {
 		if o, ok := (*m)[k]; ok {
 			return o
+		}
+		if len(*m) >= maxAttrSets {
+			return newMeasure(set())
 		}
 	}
 	c.mu.Lock()
@@ -273,8 +297,7 @@ func (c *attrSets[K]) get(k K, set func() attribute.Set) *measure {
 			return o
 		}
 	}
-	opt := metric.WithAttributeSet(set())
-	o := &measure{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
+	o := newMeasure(set())
 	if old != nil && len(*old) >= maxAttrSets {
 		return o
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/credentials"
@@ -463,4 +465,64 @@ func TestOTelExportNoCredential(t *testing.T) {
 		"agentguard.decision=allow,agentguard.outcome=error,agentguard.step=execute,gen_ai.tool.name=leaky": 1,
 	})
 	got.noCanary(t)
+}
+
+// TestMetricsPastCacheCap: with more tool names than the guard caches
+// attribute sets for (4096 per instrument), calls of tools past the cap
+// are still counted and timed under their own names, as often as they ran.
+func TestMetricsPastCacheCap(t *testing.T) {
+	const tools = 4096 + 4
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithCardinalityLimit(4*tools))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	env := agentguardtest.New(t, nil, metricCanary, agentguard.WithMeterProvider(mp),
+		agentguard.WithAudit(audit.Discard))
+	ok := func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }
+	invoke := func(name string) error {
+		_, err := env.Guard.Invoke(context.Background(), &agentguard.Tool{Name: name, Handler: ok}, agentguard.Call{})
+		return err
+	}
+	// Four goroutines at once, so that the race detector sees the cache
+	// filled and read past its cap concurrently.
+	var wg sync.WaitGroup
+	errs := make(chan error, tools)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < tools; i += 4 {
+				if err := invoke(fmt.Sprint("t", i)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	last := fmt.Sprint("t", tools-1)
+	for _, name := range []string{last, "t0"} {
+		if err := invoke(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got := (&metricEnv{reader: reader}).collect(t)
+	calls := got.values[agentguard.MetricToolCalls]
+	if len(calls) != tools {
+		t.Errorf("%d series of calls, want %d", len(calls), tools)
+	}
+	for _, name := range []string{"t0", last} {
+		if n := calls[allowedSet(name)]; n != 2 {
+			t.Errorf("%s counted %d times, want 2", name, n)
+		}
+		for _, step := range []string{"identify", "authorize", "execute"} {
+			if n := got.values[agentguard.MetricStepDuration][stepSet(step, name)]; n != 2 {
+				t.Errorf("%s of %s timed %d times, want 2", step, name, n)
+			}
+		}
+	}
+	if n := calls[allowedSet(fmt.Sprint("t", tools-2))]; n != 1 {
+		t.Errorf("a tool past the cap counted %d times, want 1", n)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/attribute"
@@ -163,6 +164,11 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 
 	p.step = StepTask
 	task, ok := TaskFromContext(ctx)
+	if ok {
+		// Scrubbed from what the call reports even when the task is
+		// another guard's and the call is denied for it.
+		p.userToken = task.userToken
+	}
 	switch {
 	case !ok && g.cfg.requireTask:
 		return p.deny(ctx, StepTask, "call outside any task", nil, ErrNoTask)
@@ -187,7 +193,7 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	p.task = task
 	p.ev.Task = task.spec.ID
 	p.ev.OnBehalfOf = task.spec.OnBehalfOf
-	p.userToken = task.userToken
+	p.userToken = task.userToken // an implicit task's, from a delegation
 	span.SetAttributes(AttrTaskID.String(task.spec.ID))
 	state, err := task.snapshot(t.Name, p.start)
 	if err != nil {
@@ -344,9 +350,11 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 		msg := p.scrub(err.Error())
 		p.ev.Outcome = audit.OutcomeError
 		p.ev.Step = StepExecute
-		p.ev.Error = msg
+		// The tool chose the text: the record and the span hold a bounded
+		// part of it (the caller gets the whole error).
+		p.ev.Error = clip(msg)
 		span.SetAttributes(AttrOutcome.String(audit.OutcomeError))
-		span.SetStatus(codes.Error, msg)
+		span.SetStatus(codes.Error, p.ev.Error)
 		err = &ToolError{Tool: t.Name, CallID: p.c.ID, msg: msg, err: err}
 		if aerr := p.finish(ctx); aerr != nil {
 			return nil, errors.Join(err, aerr)
@@ -453,7 +461,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	// Leases issued for earlier calls whose records could not be written.
 	for _, c := range p.creds {
 		if rec, ok := task.takeUnaudited(c.LeaseID); ok {
-			if err := g.rewriteAudit(ctx, rec); err != nil {
+			if err := g.writeAuditRecovered(ctx, rec, false); err != nil {
 				task.setUnaudited(c.LeaseID, rec)
 				aerr = errors.Join(aerr, err)
 			}
@@ -497,22 +505,42 @@ func (p *call) recordLeaseEvents(ctx context.Context, task *Task, evs []credenti
 	)
 	for _, e := range evs {
 		rec := p.credentialEvent(e)
-		werr := p.g.writeAudit(ctx, rec)
+		lease := e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed
+		if lease {
+			// Noted before the write and taken back once it succeeded, so
+			// that whatever happens in between, the lease, cached for
+			// the task, is not used unaudited.
+			task.setUnaudited(e.LeaseID, rec)
+		}
+		werr := p.g.writeAuditRecovered(ctx, rec, true)
 		aerr = errors.Join(aerr, werr)
 		switch {
-		case e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed:
+		case lease:
 			if kinds == nil {
 				kinds = map[string]credentials.EventKind{}
 			}
 			kinds[e.LeaseID] = e.Kind
-			if werr != nil {
-				task.setUnaudited(e.LeaseID, rec)
+			if werr == nil {
+				task.takeUnaudited(e.LeaseID)
 			}
 		case e.Kind != credentials.EventFailed || !failed:
 			p.span.AddEvent(EventCredential, trace.WithAttributes(credentialAttrs(e)...))
 		}
 	}
 	return kinds, aerr
+}
+
+// writeAuditRecovered writes e as writeAudit does (rewriteAudit when
+// first is false), and turns a panic of the sink into a failed write,
+// wrapping ErrAudit whatever the audit mode: what the record was to
+// vouch for does not go ahead, and the panic does not reach the caller.
+func (g *Guard) writeAuditRecovered(ctx context.Context, e audit.Event, first bool) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &auditError{err: fmt.Errorf("%w: panic: %v", ErrInternal, v)}
+		}
+	}()
+	return g.writeAuditEvent(ctx, e, first)
 }
 
 // credentialEvent is the audit record of a lease event caused by the call.
@@ -845,6 +873,23 @@ func (p *call) taskEnded(ctx context.Context, err error) (*Result, error) {
 	return p.deny(ctx, StepTask, "task has ended", nil, err)
 }
 
+// maxRecordedError bounds the text of a tool's error that goes into its
+// audit record and span.
+const maxRecordedError = 8 << 10
+
+// clip returns s, or its first maxRecordedError bytes (cut at a rune
+// boundary) and how much was cut.
+func clip(s string) string {
+	if len(s) <= maxRecordedError {
+		return s
+	}
+	cut := maxRecordedError
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… [%d bytes cut]", len(s)-cut)
+}
+
 // scrubbedError shows a cause with the call's credential values removed;
 // errors.Is and errors.As still see the cause.
 type scrubbedError struct {
@@ -862,20 +907,31 @@ func (p *call) finish(ctx context.Context) error {
 		p.task.noteLeased(p.creds)
 	}
 	if p.args != nil {
-		p.ev.Args = p.tool.recordedArgs(p.args, p.scrubArgs())
+		p.ev.Args = p.tool.recordedArgs(p.args, p.argsScrubber())
 	}
 	p.ev.Duration = p.g.cfg.now().Sub(p.start)
 	return p.g.writeAudit(ctx, p.ev)
 }
 
-// scrubArgs returns the scrubber of the call's recorded arguments: scrub,
-// and the values of every credential the task's calls used.
-func (p *call) scrubArgs() func(string) string {
-	var others []*credentials.Credential
+// argsScrubber returns the scrubber of the call's recorded arguments (see
+// ArgsAudit): the values of the call's credentials, of those its task's
+// calls used and of the user token of the task in ctx. The task keeps it
+// from call to call; it is built here only for a call with more
+// credentials than the task keeps, or denied before its task was known.
+func (p *call) argsScrubber() *credentials.Scrubber {
 	if p.task != nil {
-		others = p.task.leasedCredentials()
+		if sc := p.task.argsScrubber(p.creds); sc != nil {
+			return sc
+		}
 	}
-	return func(s string) string { return credentials.Scrub(p.scrub(s), others...) }
+	creds := slices.Clone(p.creds)
+	if p.task != nil {
+		creds = append(creds, p.task.leasedCredentials()...)
+	}
+	if !p.userToken.IsZero() {
+		creds = append(creds, &credentials.Credential{Secret: p.userToken})
+	}
+	return credentials.NewScrubber(creds...)
 }
 
 // scrub removes the values of the call's credentials from s.

@@ -269,7 +269,8 @@ func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 // chain could call it too. A suspended agent gets ErrSuspended. A refused
 // listing (no identity, a suspended agent, a task of another guard or one
 // that has ended) is audited (audit.KindToolList); in strict audit mode,
-// one that cannot be recorded returns both errors.
+// one that cannot be recorded returns both errors, and so does one whose
+// sink panicked, in either mode.
 //
 // Conditions on context.args and context.approval are ignored when listing:
 // a permit's when/unless clause that reads them does not restrict the
@@ -329,7 +330,7 @@ func (r *Registry) refuseList(ctx context.Context, id identity.Identity, step, r
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
 	}
-	if aerr := r.g.writeAudit(ctx, ev); aerr != nil {
+	if aerr := r.g.writeAuditRecovered(ctx, ev, true); aerr != nil {
 		return errors.Join(err, aerr)
 	}
 	return err

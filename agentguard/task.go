@@ -109,6 +109,9 @@ type Task struct {
 	// are scrubbed of them, since a tool's output may have shown one to
 	// the model, which may put it in the arguments of a later call.
 	leasedCreds []*credentials.Credential
+	// scrubber finds the values of leasedCreds and of userToken; nil until
+	// a call needs it, and again once leasedCreds changes.
+	scrubber *credentials.Scrubber
 
 	endOnce sync.Once
 	endErr  error
@@ -137,13 +140,16 @@ func TaskFromContext(ctx context.Context) (*Task, bool) {
 // the one it was handed to or one up its chain, is refused with
 // ErrSuspended.
 //
-// The start is audited (audit.KindTaskStart), and so is a refusal, with
-// Decision deny and the step that refused it: the guard closed, the
-// context done, an invalid budget, no identity for the agent (or a
-// delegation handed to another one), a suspended agent, a delegating task
-// serving another user, or an ID already open. In strict audit mode, a
-// start that cannot be recorded does not happen, and a refusal that cannot
-// be recorded returns both errors.
+// The start is audited (audit.KindTaskStart, Decision allow), and so is a
+// refusal, with the same kind, Decision deny and the step that refused
+// it: the guard closed, the context done, an invalid budget, no identity
+// for the agent (or a delegation handed to another one), a suspended
+// agent, a delegating task serving another user, or an ID already open.
+// Count started tasks by the task_start records with Decision allow. In
+// strict audit mode, a start that cannot be recorded does not happen, and
+// a refusal that cannot be recorded returns both errors. A sink that
+// panics has not recorded: StartTask returns an error wrapping ErrAudit,
+// whatever the mode, and the panic goes no further.
 func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, *Task, error) {
 	if spec.ID == "" {
 		spec.ID = newID("task-")
@@ -204,7 +210,7 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	t.deadline, _ = tctx.Deadline()
 
 	ev.Decision, ev.Outcome = audit.Allow, audit.OutcomeOK
-	if err := g.writeAudit(ctx, ev); err != nil {
+	if err := g.writeAuditRecovered(ctx, ev, true); err != nil {
 		cancel()
 		return ctx, nil, err
 	}
@@ -235,7 +241,7 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 // be written.
 func (g *Guard) refuseTask(ctx context.Context, ev audit.Event, step, reason string, err error) (context.Context, *Task, error) {
 	ev.Decision, ev.Outcome, ev.Step, ev.Reason, ev.Error = audit.Deny, audit.OutcomeDenied, step, reason, err.Error()
-	if aerr := g.writeAudit(ctx, ev); aerr != nil {
+	if aerr := g.writeAuditRecovered(ctx, ev, true); aerr != nil {
 		return ctx, nil, errors.Join(err, aerr)
 	}
 	return ctx, nil, err
@@ -344,14 +350,14 @@ func (t *Task) endFor(ctx context.Context, why string, cause error) error {
 			errs = t.revoke(ctx)
 		}
 		if !t.implicit {
-			ev := t.event(audit.KindTaskEnd)
+			ev := t.event(ctx, audit.KindTaskEnd)
 			ev.Reason = why
 			ev.Outcome = audit.OutcomeOK
 			if len(errs) > 0 {
 				ev.Outcome = audit.OutcomeError
 				ev.Error = errors.Join(errs...).Error()
 			}
-			if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
+			if aerr := t.g.writeAuditRecovered(ctx, ev, true); aerr != nil {
 				errs = append(errs, aerr)
 			}
 		}
@@ -372,9 +378,9 @@ func (t *Task) revoke(ctx context.Context) []error {
 	var errs []error
 	revs, err := t.g.cfg.broker.Revoke(ctx, t.leaseKey)
 	for _, r := range revs {
-		ev := leaseRecord(t.event(audit.KindCredentialRevoke), r.Event())
+		ev := leaseRecord(t.event(ctx, audit.KindCredentialRevoke), r.Event())
 		ev.Agent = r.Credential.Agent
-		if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
+		if aerr := t.g.writeAuditRecovered(ctx, ev, true); aerr != nil {
 			errs = append(errs, aerr)
 		}
 	}
@@ -403,8 +409,14 @@ func credentialsOf(revs []credentials.Revocation) []*credentials.Credential {
 	return out
 }
 
-func (t *Task) event(k audit.Kind) audit.Event {
-	return audit.Event{Time: t.g.cfg.now(), Kind: k, Task: t.spec.ID, OnBehalfOf: t.spec.OnBehalfOf}
+// event is the frame of a record about the task, made in ctx: linked to
+// ctx's span, if it has one (that of End's caller, say).
+func (t *Task) event(ctx context.Context, k audit.Kind) audit.Event {
+	ev := audit.Event{Time: t.g.cfg.now(), Kind: k, Task: t.spec.ID, OnBehalfOf: t.spec.OnBehalfOf}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	return ev
 }
 
 // snapshot returns the state policy sees for a call of tool at now, or
@@ -493,19 +505,53 @@ func endedErr(x, t *Task) error {
 const maxLeasedCreds = 32
 
 // noteLeased adds the credentials a call of the task used to those the
-// recorded arguments of its calls are scrubbed of.
+// recorded arguments of its calls are scrubbed of, as the latest. They
+// are kept by value: the broker hands each call its own copy of a cached
+// lease, and a static provider the same value for every lease.
 func (t *Task) noteLeased(creds []*credentials.Credential) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range creds {
-		if slices.Contains(t.leasedCreds, c) {
+		if i := t.leasedIndex(c); i >= 0 {
+			// Known: the latest now, and the values (the scrubber) the same.
+			t.leasedCreds = append(slices.Delete(t.leasedCreds, i, i+1), c)
 			continue
 		}
 		if len(t.leasedCreds) == maxLeasedCreds {
 			t.leasedCreds = slices.Delete(t.leasedCreds, 0, 1)
 		}
 		t.leasedCreds = append(t.leasedCreds, c)
+		t.scrubber = nil
 	}
+}
+
+// leasedIndex returns the index in leasedCreds of the credential of c's
+// value, or -1. t.mu is held.
+func (t *Task) leasedIndex(c *credentials.Credential) int {
+	v := c.Secret.Reveal()
+	return slices.IndexFunc(t.leasedCreds, func(x *credentials.Credential) bool { return x.Secret.Reveal() == v })
+}
+
+// argsScrubber returns the scrubber of the recorded arguments of the
+// task's calls: it finds the values of the credentials noteLeased kept and
+// of the task's user token. It is nil when creds, a call's credentials, are
+// not all among those kept.
+func (t *Task) argsScrubber(creds []*credentials.Credential) *credentials.Scrubber {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range creds {
+		if t.leasedIndex(c) < 0 {
+			return nil
+		}
+	}
+	if t.scrubber == nil {
+		all := slices.Clone(t.leasedCreds)
+		if !t.userToken.IsZero() {
+			all = append(all, &credentials.Credential{Secret: t.userToken})
+		}
+		t.scrubber = credentials.NewScrubber(all...)
+	}
+	return t.scrubber
 }
 
 // leasedCredentials returns the credentials noteLeased kept.

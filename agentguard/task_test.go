@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/credentials"
 )
 
@@ -281,4 +284,38 @@ func TestLeaseBoundByTaskNotCall(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestTaskEndLinkedToSpan: the records of a task's end and of the
+// revocations it makes carry the trace and span of the context End is
+// called with, as its start record carries StartTask's.
+func TestTaskEndLinkedToSpan(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	tracer := tp.Tracer("test")
+	env := agentguardtest.New(t, nil, "tok")
+	startCtx, startSpan := tracer.Start(context.Background(), "start")
+	ctx, task, err := env.Guard.StartTask(startCtx, agentguard.TaskSpec{ID: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSpan.End()
+	if _, err := env.Guard.Invoke(ctx, credTool(&sync.Map{}), agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	endCtx, endSpan := tracer.Start(context.Background(), "end")
+	if err := task.End(endCtx); err != nil {
+		t.Fatal(err)
+	}
+	endSpan.End()
+	start := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: audit.KindTaskStart, Task: "t1"})
+	if sc := startSpan.SpanContext(); start.TraceID != sc.TraceID().String() || start.SpanID != sc.SpanID().String() {
+		t.Errorf("task_start linked to %s/%s, want StartTask's span", start.TraceID, start.SpanID)
+	}
+	sc := endSpan.SpanContext()
+	for _, k := range []audit.Kind{audit.KindTaskEnd, audit.KindCredentialRevoke} {
+		e := audittest.Expect(t, env.Audit.Events(), audittest.Want{Kind: k, Task: "t1"})
+		if e.TraceID != sc.TraceID().String() || e.SpanID != sc.SpanID().String() {
+			t.Errorf("%s linked to %q/%q, want End's span %s/%s", k, e.TraceID, e.SpanID, sc.TraceID(), sc.SpanID())
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/agentguard/go-sdk/credentials"
@@ -76,8 +77,16 @@ type Tool struct {
 }
 
 // ArgsAudit says what the audit record of a call holds of its arguments.
-// Whatever it says, arguments never go into spans, and the values of the
-// call's credentials and of its task's user token never go into records.
+// Whatever it says, arguments never go into spans.
+//
+// Recorded arguments are scrubbed of the secrets the guard knows: the
+// values of the call's credentials, of the credentials the calls of its
+// task used (the latest 32), and of the task's user token, in the forms
+// credentials.Scrub looks for. A string holding one has it replaced by
+// "[REDACTED]"; should one be anywhere else (an object key, a number), the
+// whole arguments are recorded as "[REDACTED]". The guard knows no other
+// secret: name every other value that must not be recorded (a card number,
+// a password, a token the tool is given) in Redact.
 type ArgsAudit struct {
 	// Record puts the canonical arguments in each call's audit record
 	// (audit.Event.Args), beside their digest, with the values Redact
@@ -87,9 +96,13 @@ type ArgsAudit struct {
 	// whatever their type, as JSON Pointers (RFC 6901) into the
 	// arguments, such as "/card/number". A segment "*" matches any
 	// object member or array element, as in "/items/*/card"; "~1" stands
-	// for "/" and "~0" for "~" in a segment. A pointer to nothing in a
-	// call's arguments redacts nothing. The whole arguments cannot be
-	// redacted (""): leave Record unset instead.
+	// for "/" and "~0" for "~" in a segment. A segment matches an
+	// object's keys as encoding/json matches them to a struct's fields,
+	// without regard to case (Unicode simple folding): "/card/number"
+	// also redacts {"Card":{"NUMBER":…}}, which a tool decoding into a
+	// struct reads as the same field. A pointer to nothing in a call's
+	// arguments redacts nothing. The whole arguments cannot be redacted
+	// (""): leave Record unset instead.
 	Redact []string
 }
 
@@ -138,7 +151,7 @@ func (t *Tool) validate(needHandler bool) error {
 		}
 	}
 	for _, ptr := range t.Audit.Redact {
-		if _, err := parsePointer(ptr); err != nil {
+		if _, err := redactPointer(ptr); err != nil {
 			return fmt.Errorf("agentguard: tool %q: Audit.Redact: %w", t.Name, err)
 		}
 	}
@@ -206,6 +219,33 @@ func (t *Tool) clone() *Tool {
 	return &c
 }
 
+// pointers holds the pointers of ArgsAudit.Redact parsed so far, by
+// their text, so that a call parses none: tools called through Invoke
+// or Middleware are not copied, and any of their fields may change
+// between calls. It is cleared when it reaches maxFingerprints entries.
+var pointers struct {
+	m sync.Map // pointer text → []string, never changed once stored
+	n atomic.Int64
+}
+
+// redactPointer returns the unescaped segments of ptr, a JSON Pointer of
+// ArgsAudit.Redact, from pointers when it was parsed before.
+func redactPointer(ptr string) ([]string, error) {
+	if segs, ok := pointers.m.Load(ptr); ok {
+		return segs.([]string), nil
+	}
+	segs, err := parsePointer(ptr)
+	if err != nil {
+		return nil, err
+	}
+	if pointers.n.Add(1) > maxFingerprints {
+		pointers.m.Clear()
+		pointers.n.Store(1)
+	}
+	pointers.m.Store(ptr, segs)
+	return segs, nil
+}
+
 // parsePointer returns the unescaped segments of ptr, a JSON Pointer of
 // ArgsAudit.Redact.
 func parsePointer(ptr string) ([]string, error) {
@@ -231,41 +271,61 @@ func parsePointer(ptr string) ([]string, error) {
 
 // recordedArgs returns the arguments as the tool's audit records hold
 // them (ArgsAudit): args, a value from canonical.Parse, with the values
-// Redact names replaced, every string (keys too) passed through scrub, in
-// canonical JSON. Should scrub still find anything in the result, or the
-// result not be made, the whole arguments are redacted: a record never
-// holds what it should not.
-func (t *Tool) recordedArgs(args any, scrub func(string) string) json.RawMessage {
+// Redact names replaced and the values sc finds scrubbed, in canonical
+// JSON. Should a value sc finds not be in a string, or the result not be
+// made, the whole arguments are redacted: a record never holds what it
+// should not.
+//
+// The JSON is searched once, in one pass (sc finds a value in a string in
+// its JSON-escaped form); only arguments that hold a value are walked
+// string by string. So the cost is in proportion to their size, however
+// many strings they hold and however many credentials sc knows.
+func (t *Tool) recordedArgs(args any, sc *credentials.Scrubber) json.RawMessage {
 	redacted := json.RawMessage(`"` + credentials.Redacted + `"`)
 	ptrs := make([][]string, 0, len(t.Audit.Redact))
 	for _, p := range t.Audit.Redact {
-		segs, err := parsePointer(p)
+		segs, err := redactPointer(p)
 		if err != nil {
 			return redacted // validated already; fail closed all the same
 		}
 		ptrs = append(ptrs, segs)
 	}
-	b, err := canonical.Marshal(redact(args, ptrs, scrub))
-	if err != nil || scrub(string(b)) != string(b) {
+	v := redact(args, ptrs)
+	b, err := canonical.Marshal(v)
+	if err != nil {
+		return redacted
+	}
+	if !sc.Contains(string(b)) {
+		return b
+	}
+	v, ok := scrubStrings(v, sc)
+	if !ok {
+		return redacted
+	}
+	if b, err = canonical.Marshal(v); err != nil || sc.Contains(string(b)) {
 		return redacted
 	}
 	return b
 }
 
-// redact returns a copy of v with the values at ptrs (the segments left
-// of pointers that matched so far) replaced by credentials.Redacted and
-// every string passed through scrub.
-func redact(v any, ptrs [][]string, scrub func(string) string) any {
+// redact returns v with the values at ptrs (the segments left of
+// pointers that matched so far) replaced by credentials.Redacted. What
+// no pointer reaches is shared with v, not copied.
+func redact(v any, ptrs [][]string) any {
+	if len(ptrs) == 0 {
+		return v
+	}
 	for _, p := range ptrs {
 		if len(p) == 0 {
 			return credentials.Redacted
 		}
 	}
-	// The pointers that go on into the member or element named seg.
+	// The pointers that go on into the member or element named seg: keys
+	// as encoding/json matches them, without regard to case.
 	next := func(seg string) [][]string {
 		var out [][]string
 		for _, p := range ptrs {
-			if p[0] == "*" || p[0] == seg {
+			if p[0] == "*" || strings.EqualFold(p[0], seg) {
 				out = append(out, p[1:])
 			}
 		}
@@ -275,19 +335,51 @@ func redact(v any, ptrs [][]string, scrub func(string) string) any {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[scrub(k)] = redact(e, next(k), scrub)
+			out[k] = redact(e, next(k))
 		}
 		return out
 	case []any:
 		out := make([]any, len(t))
 		for i, e := range t {
-			out[i] = redact(e, next(strconv.Itoa(i)), scrub)
+			out[i] = redact(e, next(strconv.Itoa(i)))
 		}
 		return out
-	case string:
-		return scrub(t)
 	}
 	return v
+}
+
+// scrubStrings returns a copy of v with every string passed through sc.
+// It reports false when a key holds a value sc finds: keys scrubbed alike
+// would collide, one value hiding another, so the caller redacts it all.
+func scrubStrings(v any, sc *credentials.Scrubber) (any, bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			if sc.Contains(k) {
+				return nil, false
+			}
+			s, ok := scrubStrings(e, sc)
+			if !ok {
+				return nil, false
+			}
+			out[k] = s
+		}
+		return out, true
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			s, ok := scrubStrings(e, sc)
+			if !ok {
+				return nil, false
+			}
+			out[i] = s
+		}
+		return out, true
+	case string:
+		return sc.Scrub(t), true
+	}
+	return v, true
 }
 
 // Fingerprint is "sha256:<hex>" over the canonical JSON of the tool's name,

@@ -2,10 +2,12 @@ package audit
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // appendEvent appends e's JSON to dst: the bytes json.Marshal gives, made
@@ -71,6 +73,7 @@ func appendEvent(dst []byte, e *Event) ([]byte, error) {
 	}
 	dst = appendStringField(dst, `,"trace_id":`, e.TraceID)
 	dst = appendStringField(dst, `,"span_id":`, e.SpanID)
+	dst = appendStringsField(dst, `,"truncated":`, e.Truncated)
 	return append(dst, '}'), err
 }
 
@@ -106,7 +109,8 @@ Outcome string outcome,omitempty
 Error string error,omitempty
 Duration time.Duration duration,omitempty
 TraceID string trace_id,omitempty
-SpanID string span_id,omitempty`
+SpanID string span_id,omitempty
+Truncated []string truncated,omitempty`
 
 var eventLayoutMatches = describeEvent() == eventLayout
 
@@ -185,3 +189,106 @@ var jsonPlain = func() (t [256]bool) {
 	}
 	return t
 }()
+
+const (
+	// cutText and cutItems are how long a text, and how many items a list,
+	// of an event too large for a record keep at first; shrinkEvent
+	// divides them by four until the event fits.
+	cutText  = 64 << 10
+	cutItems = 1024
+	// cutMarker ends a text that was cut short.
+	cutMarker = "…[truncated]"
+)
+
+// shrinkEvent encodes a copy of e cut down to fit a record: Args dropped
+// when longer than the text bound (or not valid JSON, when badArgs), every
+// longer text cut to the bound with cutMarker, every longer list cut to
+// the item bound, and Truncated naming each cut with its size. e is not
+// changed.
+func shrinkEvent(e *Event, badArgs bool) ([]byte, error) {
+	textCap, itemCap := cutText, cutItems
+	for textCap >= 16 {
+		c := *e
+		var cut []string
+		if len(c.Args) > 0 && (len(c.Args) > textCap || (badArgs && !json.Valid(c.Args))) {
+			note := "args:" + strconv.Itoa(len(c.Args)) + " bytes"
+			if !json.Valid(c.Args) {
+				note += ", not valid JSON"
+			}
+			cut = append(cut, note)
+			c.Args = nil
+		}
+		cutValue(reflect.ValueOf(&c).Elem(), "", textCap, itemCap, &cut)
+		c.Truncated = append(c.Truncated, cut...)
+		b, err := appendEvent(nil, &c)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) <= maxPayload {
+			return b, nil
+		}
+		textCap, itemCap = textCap/4, itemCap/4
+	}
+	return nil, errors.New("event cannot be cut down to fit a record") // unreachable: a few short fields always fit
+}
+
+// cutValue cuts the texts and lists of v, a copy it may change, replacing
+// what it changes below v rather than writing through v's pointers and
+// slices, which the caller's event shares. path is v's JSON name.
+func cutValue(v reflect.Value, path string, textCap, itemCap int, cut *[]string) {
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if s := v.String(); len(s) > textCap {
+			n := textCap
+			for n > 0 && !utf8.RuneStart(s[n]) {
+				n--
+			}
+			v.SetString(s[:n] + cutMarker)
+			*cut = append(*cut, path+":"+strconv.Itoa(len(s))+" bytes")
+		}
+	case reflect.Pointer:
+		if v.IsNil() {
+			return
+		}
+		p := reflect.New(v.Type().Elem())
+		p.Elem().Set(v.Elem())
+		cutValue(p.Elem(), path, textCap, itemCap, cut)
+		v.Set(p)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 || v.Len() == 0 {
+			return // Args, handled by shrinkEvent
+		}
+		n := v.Len()
+		if n > itemCap {
+			*cut = append(*cut, path+":"+strconv.Itoa(n)+" items")
+			n = itemCap
+		}
+		c := reflect.MakeSlice(v.Type(), n, n)
+		reflect.Copy(c, v)
+		for i := range n {
+			cutValue(c.Index(i), path+"["+strconv.Itoa(i)+"]", textCap, itemCap, cut)
+		}
+		v.Set(c)
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			return
+		}
+		t := v.Type()
+		for i := range t.NumField() {
+			if !t.Field(i).IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				name = t.Field(i).Name
+			}
+			cutValue(v.Field(i), join(name), textCap, itemCap, cut)
+		}
+	}
+}

@@ -7,10 +7,12 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,7 +272,7 @@ func TestCrashMidRecordReportsTornTail(t *testing.T) {
 	cp, rep := reopenAfterCrash(t, dir)
 	named := want
 	named.File = filepath.Base(path)
-	if cp.Reason != CheckpointRecover || cp.Torn == nil || *cp.Torn != named {
+	if cp.Reason != CheckpointRecover || len(cp.Torn) != 1 || cp.Torn[0] != named {
 		t.Fatalf("first checkpoint after the crash %+v, want recover naming %+v", cp, named)
 	}
 	if len(rep.Torn) != 1 || rep.Torn[0] != want {
@@ -279,4 +281,132 @@ func TestCrashMidRecordReportsTornTail(t *testing.T) {
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
 		t.Fatal("the torn file was changed")
 	}
+}
+
+// tornAt describes the bytes of path from off to its end as a torn tail.
+func tornAt(t *testing.T, path string, off int64) Torn {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b[off:])
+	return Torn{File: path, Offset: off, Length: int64(len(b)) - off, Digest: hex.EncodeToString(sum[:])}
+}
+
+// reopenAndClose starts a sink on dir, writes one event, shuts it down and
+// verifies the whole log as closed.
+func reopenAndClose(t *testing.T, dir string, key ed25519.PrivateKey, pub ed25519.PublicKey) (*Report, []Checkpoint) {
+	t.Helper()
+	var kept checkpointLog
+	s := newTestSink(t, dir, WithSigningKey(key), WithCheckpointFunc(kept.add))
+	mustWrite(t, s, "after")
+	shutdown(t, s)
+	rep, got, err := readChain(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub}})
+	if err != nil {
+		t.Fatalf("the log does not verify after the restart: %v", err)
+	}
+	if got[len(got)-1] != "after" || !rep.Closed {
+		t.Fatalf("report %+v, events %v", rep, got)
+	}
+	return rep, kept.cps
+}
+
+func TestCrashDuringTheRecoverWrite(t *testing.T) {
+	key, pub := testKey(t.Name())
+	dir := t.TempDir()
+	s := newTestSink(t, dir, WithSigningKey(key))
+	mustWrite(t, s, ids(0, 3)...)
+	shutdown(t, s)
+	f1 := s.Files()[0]
+	ls := lines(t, f1)
+	kept := bytes.Join(ls[:len(ls)-1], nil)
+	writeLines(t, f1, [][]byte{kept, ls[len(ls)-1][:30]}) // the close checkpoint torn
+
+	// The restart dies half-way through writing its recover checkpoint to
+	// the new file.
+	f2 := filepath.Join(dir, "audit-000002.jsonl")
+	dying := func(path string, _ int64, f file) file {
+		return &hookedFile{inner: f, write: func(inner file, p []byte) (int, error) {
+			n, _ := inner.Write(p[:len(p)/2])
+			return n, errInjected
+		}}
+	}
+	if _, err := NewFileSink(dir, WithSigningKey(key), withHooks(fileHooks{wrap: dying})); !errors.Is(err, errInjected) {
+		t.Fatalf("NewFileSink with a dying disk: %v", err)
+	}
+	torn := []Torn{tornAt(t, f1, int64(len(kept))), tornAt(t, f2, 0)}
+	rep, err := VerifyDir(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub}, AllowOpen: true})
+	if err != nil || !slices.Equal(rep.Torn, torn) {
+		t.Fatalf("the open log: %v, torn %+v, want %+v", err, rep.Torn, torn)
+	}
+
+	rep, cps := reopenAndClose(t, dir, key, pub)
+	if !slices.Equal(rep.Torn, torn) || len(rep.Recoveries) != 1 || !slices.Equal(rep.Recoveries[0].Torn, torn) {
+		t.Fatalf("torn %+v, recoveries %+v, want both torn tails %+v", rep.Torn, rep.Recoveries, torn)
+	}
+	if r := rep.Recoveries[0]; r.File != filepath.Join(dir, "audit-000003.jsonl") || r.SignedThrough != 1 || r.Adopted != 3 {
+		t.Fatalf("recovery %+v", r)
+	}
+	if cps[0].Torn[0].File != filepath.Base(f1) || cps[0].Torn[1].File != filepath.Base(f2) {
+		t.Fatalf("the recover checkpoint names %+v", cps[0].Torn)
+	}
+}
+
+func TestRecoverFromFilesWithNULs(t *testing.T) {
+	key, pub := testKey(t.Name())
+	t.Run("a last file of NUL bytes", func(t *testing.T) {
+		// A power loss after the directory was fsynced, before the data.
+		dir := t.TempDir()
+		s := newTestSink(t, dir, WithSigningKey(key))
+		mustWrite(t, s, ids(0, 2)...)
+		shutdown(t, s)
+		f2 := filepath.Join(dir, "audit-000002.jsonl")
+		if err := os.WriteFile(f2, make([]byte, 300), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want := tornAt(t, f2, 0)
+		rep, _ := reopenAndClose(t, dir, key, pub)
+		if len(rep.Recoveries) != 1 || !slices.Equal(rep.Recoveries[0].Torn, []Torn{want}) || rep.Recoveries[0].Adopted != 0 || rep.Recoveries[0].SignedThrough != 4 {
+			t.Fatalf("recoveries %+v, want one naming %+v after the close", rep.Recoveries, want)
+		}
+	})
+
+	t.Run("a NUL hole before a later line", func(t *testing.T) {
+		// Blocks a power loss left unwritten, then one that was written.
+		dir := t.TempDir()
+		s := newTestSink(t, dir, WithSigningKey(key))
+		mustWrite(t, s, ids(0, 4)...)
+		shutdown(t, s)
+		f := s.Files()[0]
+		ls := lines(t, f)
+		kept := bytes.Join(ls[:3], nil) // open and two events
+		hole := append(make([]byte, 4096), ls[3]...)
+		writeLines(t, f, [][]byte{kept, hole, ls[4]})
+		want := tornAt(t, f, int64(len(kept)))
+		rep, _ := reopenAndClose(t, dir, key, pub)
+		if len(rep.Recoveries) != 1 || !slices.Equal(rep.Recoveries[0].Torn, []Torn{want}) || rep.Recoveries[0].Adopted != 2 {
+			t.Fatalf("recoveries %+v, want one naming %+v", rep.Recoveries, want)
+		}
+	})
+
+	t.Run("the first record of a new chain torn", func(t *testing.T) {
+		for name, content := range map[string][]byte{"half a record": []byte(`{"seq":1,"prev":"0000`), "NUL bytes": make([]byte, 512)} {
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				f1 := filepath.Join(dir, "audit-000001.jsonl")
+				if err := os.WriteFile(f1, content, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				want := tornAt(t, f1, 0)
+				rep, cps := reopenAndClose(t, dir, key, pub)
+				if !slices.Equal(rep.Torn, []Torn{want}) || len(rep.Recoveries) != 0 || rep.First != 1 {
+					t.Fatalf("report %+v", rep)
+				}
+				if cps[0].Reason != CheckpointOpen || cps[0].Seq != 1 || len(cps[0].Torn) != 1 || cps[0].File != "audit-000002.jsonl" {
+					t.Fatalf("first checkpoint %+v, want an open naming the torn file", cps[0])
+				}
+			})
+		}
+	})
 }

@@ -30,8 +30,11 @@
 // [FileSink] keeps the durable copy: files that cannot be edited unnoticed.
 // In durable mode (the default) Write returns once the record is fsynced,
 // concurrent writers sharing each fsync (group commit); with [WithBuffered]
-// it returns once queued, a full queue making callers wait, never dropping.
-// [Verify] and [VerifyDir] check a log and locate the first broken record
+// it returns once queued, a full queue making callers wait, never dropping
+// (but a crash loses what is queued, and a later failure cannot deny calls
+// already made). An event too large for a record (16 MiB) is cut down,
+// never refused: Event.Truncated names what was cut. [Verify] and
+// [VerifyDir] check a log and locate the first broken record
 // ([ChainError]).
 //
 // The files are <prefix>-000001.jsonl, -000002 and so on, mode 0600. Each
@@ -46,21 +49,61 @@
 // hashes the bytes, it does not re-encode them. Editing, removing, adding or
 // moving a record breaks the chain there.
 //
-// A checkpoint is {"reason","time","chain","key","sig"} and, on a recover
-// checkpoint, "torn": {"file","offset","length","sha256"}. Reasons: "open"
-// (the first record of a chain, and the first after a clean close when the
-// log is reopened), "periodic" (every 1000 events or 10 seconds by default),
-// "rotate" (the last record of a full file), "close" (written by Shutdown),
-// "recover" (the first record after the log ended without a close, naming
-// the torn bytes a crash left, which stay untouched at the end of their
-// file; the chain then goes on in a new file). chain is a random ID fixed
-// when the chain is created; key is [KeyID] of the signing key; sig is the
-// base64 Ed25519 signature over these lines joined by newlines:
+// A checkpoint is {"reason","time","chain","key","signed_through",
+// "adopted","torn","sig"}, encoded as json.Marshal does with empty fields
+// left out; a verifier accepts only that exact encoding. Reasons: "open"
+// (the first record of a chain, and the first after a clean close when
+// the log is reopened), "periodic" (every 1000 events or 10 seconds by
+// default), "rotate" (the last record of a full file), "close" (written by
+// Shutdown) and "recover" (see below). chain is a random ID fixed when the
+// chain is created; key is [KeyID] of the signing key; sig is the base64
+// Ed25519 signature over these lines joined by newlines:
 // "agentguard-audit-checkpoint/v1", chain, seq, prev, reason, time (as
-// written), key, and the torn file, offset, length and sha256 if any. As prev
-// commits to every earlier record, a valid signature seals the whole log up
-// to the checkpoint, so rewriting the log with recomputed hashes fails at
-// the first checkpoint after the change. [WithCheckpointFunc] hands each
-// checkpoint to the operator, who may keep it elsewhere as an anchor
-// ([VerifyOptions].Anchors): a log cut back past an anchor fails too.
+// written), key, and, on a recover checkpoint or one that names torn
+// tails, signed_through, adopted, the number of torn tails and each one's
+// file, offset, length and sha256. As prev commits to every earlier
+// record, a valid signature seals the whole log up to the checkpoint, so
+// rewriting the log with recomputed hashes fails at the first checkpoint
+// after the change.
+//
+// # Crashes and recovery
+//
+// A crash can leave the end of the last file torn: part of a record, or
+// NUL bytes where a power loss left blocks unwritten. The torn tail runs
+// from the first line without a newline or with a NUL byte to the end of
+// the file ([Torn]); it stays untouched, as evidence. When a sink starts
+// on a log that does not end with a close checkpoint, it writes a
+// "recover" checkpoint, in a new file if the last one ends torn, else
+// after the last record. The recover checkpoint states, under its
+// signature, signed_through: the last checkpoint before it, whose
+// signature verified; adopted: how many records after that one it took in
+// (0 when the log ended with that checkpoint); and torn: the torn tails it
+// found, by file base name, offset, length and SHA-256 (so renaming the
+// files of a recovered log breaks its verification). A crash while the
+// first record of a file was written leaves a file with no complete
+// record: its bytes are a torn tail too, and the next checkpoint names
+// them all.
+//
+// The adopted records were sealed by no signature when the sink restarted.
+// A crash leaves such records (those written since the last checkpoint),
+// but so does anyone who could write the files while the agent was
+// stopped: they could have rewritten or appended those records, and the
+// recover checkpoint seals what it found. [Report].Recoveries lists every
+// recovery, and agentguard-audit warns about adopted records and fails
+// unless told to accept them.
+//
+// # What a log cannot show about itself
+//
+// A log cut back to an earlier checkpoint verifies on its own: every
+// restart of the agent leaves a close checkpoint, and an open (crashed)
+// log may end at any checkpoint. So does a log whose newest files were
+// deleted, and a directory wiped and refilled with a new chain (a sink
+// that finds no chain starts one). Only what is kept elsewhere detects
+// this: anchors, the checkpoints [WithCheckpointFunc] hands over as they
+// are written, given back as [VerifyOptions].Anchors (a log cut back past
+// an anchor fails); and the chain ID ([VerifyOptions].Chain). Keep them
+// where whoever can write the log cannot: append json.Marshal of each
+// [Checkpoint] to a file elsewhere ([ParseAnchors] and agentguard-audit
+// -anchors read it back), or ship them with [CheckpointEvent] through an
+// [OTelSink] to a collector.
 package audit

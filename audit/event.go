@@ -11,9 +11,17 @@ type Kind string
 
 // The kinds of event the guard writes.
 const (
-	KindToolCall  Kind = "tool_call"
+	// KindToolCall records one tool call: its decision, the step that
+	// denied it, and the outcome.
+	KindToolCall Kind = "tool_call"
+	// KindTaskStart records a task's start (Decision allow) and also a
+	// refused start (Decision deny, with Step and Reason): count started
+	// tasks by the records with Decision allow.
 	KindTaskStart Kind = "task_start"
-	KindTaskEnd   Kind = "task_end"
+	// KindTaskEnd records a task's end, Reason saying why ("ended" by
+	// Task.End, its context done, the guard closed, its agent suspended);
+	// Outcome error when a revocation or its record failed.
+	KindTaskEnd Kind = "task_end"
 	// KindCredentialIssue, KindCredentialRefresh, KindCredentialFail and
 	// KindCredentialRevoke record what happened to a credential lease: a
 	// new lease, a new lease replacing one near expiry, a lease that could
@@ -45,10 +53,10 @@ const (
 	KindSuspend Kind = "suspend"
 	KindResume  Kind = "resume"
 	// KindIdentityChange records a change in the identity the guard's
-	// source gives: the first one seen, another SPIFFE ID, the identity
-	// lost (the source fails after having succeeded) or regained, and a
-	// rotated X.509-SVID. Agent is the new identity (empty when lost); it
-	// carries Identity.
+	// source gives: each SPIFFE ID the first time it is seen, a rotated
+	// X.509-SVID of one, and the identity lost (the source fails after
+	// having succeeded) or regained. Agent is the new identity (empty when
+	// lost); it carries Identity.
 	KindIdentityChange Kind = "identity_change"
 	// KindToolList records a tool listing (Registry.List) that was
 	// refused, with Decision deny, Step and Reason. Listings that succeed
@@ -91,8 +99,10 @@ type Event struct {
 	ArgsDigest string `json:"args_digest,omitempty"`
 	// Args are the canonical JSON arguments, recorded only for tools that
 	// ask for it (agentguard.Tool's Audit), with the values the tool
-	// declares redacted replaced by "[REDACTED]" and credential values
-	// removed. Most records have only ArgsDigest.
+	// declares redacted replaced by "[REDACTED]" and the secrets the guard
+	// knows (the call's and its task's credentials, the task's user
+	// token) removed; see agentguard.ArgsAudit. Most records have only
+	// ArgsDigest.
 	Args json.RawMessage `json:"args,omitempty"`
 
 	// Decision is Allow or Deny; Policies the deciding policy IDs.
@@ -132,6 +142,13 @@ type Event struct {
 
 	TraceID string `json:"trace_id,omitempty"`
 	SpanID  string `json:"span_id,omitempty"`
+
+	// Truncated names what a sink cut from an event too large for one
+	// record, each with its size, such as "error:17825792 bytes",
+	// "args:20000000 bytes" (Args dropped; ArgsDigest stays) or
+	// "policies:5000 items" (see FileSink.Write). Empty for nearly every
+	// event.
+	Truncated []string `json:"truncated,omitempty"`
 }
 
 // Approval records a human approval step.
@@ -167,10 +184,13 @@ type Change struct {
 }
 
 // IdentityChange describes a change in the agent's identity, for
-// KindIdentityChange. The event's Agent is the new SPIFFE ID.
+// KindIdentityChange. The event's Agent is the new SPIFFE ID. A guard may
+// serve several agents (its identity source answering per context): it
+// records the first sight of each SPIFFE ID, and each SVID rotation, once.
 type IdentityChange struct {
-	// Previous is the SPIFFE ID before the change; empty for the first
-	// identity seen.
+	// Previous is the SPIFFE ID the change concerns, before it: the same
+	// ID for a rotation; the ID recorded last for a loss and a regain;
+	// empty for an identity acquired (it replaces none).
 	Previous string `json:"previous,omitempty"`
 	// Serial is the serial number (hex) of the X.509-SVID that proves the
 	// new identity, and NotAfter its expiry; PreviousSerial that of the
@@ -178,8 +198,10 @@ type IdentityChange struct {
 	Serial         string    `json:"serial,omitempty"`
 	PreviousSerial string    `json:"previous_serial,omitempty"`
 	NotAfter       time.Time `json:"not_after,omitzero"`
-	// Reason says what changed: "identity acquired", "identity changed",
-	// "SVID rotated", "identity lost: <error>", "identity regained".
+	// Reason says what changed, one of "identity acquired", "SVID
+	// rotated", "identity lost" (the source's error is in the event's
+	// Error), "identity regained" and "identity regained as another
+	// agent".
 	Reason string `json:"reason"`
 }
 
@@ -372,5 +394,8 @@ func (e Event) LogValue() slog.Value {
 	}
 	add("trace_id", e.TraceID)
 	add("span_id", e.SpanID)
+	if len(e.Truncated) > 0 {
+		a = append(a, slog.Any("truncated", e.Truncated))
+	}
 	return slog.GroupValue(a...)
 }

@@ -21,7 +21,7 @@ func TestLogValueArgsAndIdentity(t *testing.T) {
 		{Kind: audit.KindToolCall, Tool: "pay", Args: json.RawMessage(`{"amount":40,"card":"[REDACTED]"}`)},
 		{Kind: audit.KindIdentityChange, Agent: "spiffe://example.org/a", Identity: &audit.IdentityChange{
 			Previous: "spiffe://example.org/a", Serial: "0b", PreviousSerial: "0a", NotAfter: notAfter, Reason: "SVID rotated"}},
-		{Kind: audit.KindIdentityChange, Identity: &audit.IdentityChange{Previous: "spiffe://example.org/a", Reason: "identity lost: gone"}},
+		{Kind: audit.KindIdentityChange, Identity: &audit.IdentityChange{Previous: "spiffe://example.org/a", Reason: "identity lost"}},
 	}
 	var js bytes.Buffer
 	sink := audit.NewSlogSink(slog.New(slog.NewJSONHandler(&js, nil)))
@@ -58,7 +58,7 @@ func TestLogValueArgsAndIdentity(t *testing.T) {
 			t.Errorf("identity.%s = %q, want %q", k, rec[1].Event.Identity[k], v)
 		}
 	}
-	if got := rec[2].Event.Identity; len(got) != 2 || got["reason"] != "identity lost: gone" {
+	if got := rec[2].Event.Identity; len(got) != 2 || got["reason"] != "identity lost" {
 		t.Errorf("loss logged as %v, want only its previous identity and reason", got)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 )
 
 var (
@@ -60,6 +61,7 @@ type fileConfig struct {
 	signer       *signer // a pointer, so the key never prints
 	keyErr       error
 	unsigned     bool
+	previous     []ed25519.PublicKey
 	maxSize      int64
 	every        int
 	interval     time.Duration
@@ -89,10 +91,21 @@ type fileHooks struct {
 // WithBuffered makes Write return once the event is queued rather than on
 // disk. The queue holds at most queue events (4096 if queue < 1): when it is
 // full, Write waits for room, so nothing is dropped. Records are fsynced at
-// each checkpoint, on Flush and Shutdown, and at least every second when
-// something was written: a crash loses at most that second, and what is
-// lost is always the end of the chain, never a record in its middle.
-// The default is durable: Write returns once its record is fsynced.
+// each checkpoint, on Flush and Shutdown, and about every second when
+// something was written.
+//
+// What a crash loses is always the end of the chain, never a record in
+// its middle, but it can be much: a killed process (kill -9, a panic, the
+// OOM killer) loses every event still queued, up to queue events, and
+// those written but not yet fsynced survive; a power loss also loses what
+// was written and not yet fsynced, up to about two seconds of events.
+// And as Write returns before the record is written, a later write or
+// fsync failure cannot deny the calls whose Write already returned: in
+// strict mode only the calls after the failure are denied (Err counts the
+// events lost).
+//
+// The default is durable: Write returns once its record is fsynced, so
+// every call that was not denied is on disk.
 func WithBuffered(queue int) FileOption {
 	return func(c *fileConfig) {
 		c.buffered = true
@@ -112,6 +125,18 @@ func WithSigningKey(k ed25519.PrivateKey) FileOption {
 	}
 }
 
+// WithPreviousKeys lets the sink go on with a chain whose last checkpoints
+// were signed by one of these keys (the key it replaces) rather than by
+// the key of WithSigningKey. The first checkpoint the sink writes, signed
+// by the new key, marks the change; verify the log with both public keys.
+func WithPreviousKeys(pubs ...ed25519.PublicKey) FileOption {
+	return func(c *fileConfig) {
+		for _, p := range pubs {
+			c.previous = append(c.previous, slices.Clone(p))
+		}
+	}
+}
+
 // WithoutSigning writes unsigned checkpoints. Verify then still detects a
 // record edited, removed, added or moved, but not the whole log rewritten
 // with recomputed hashes. NewFileSink requires either this or
@@ -121,8 +146,9 @@ func WithoutSigning() FileOption {
 }
 
 // WithMaxFileSize starts a new file once the current one would grow past
-// n bytes (64 MiB by default); a file exceeds n by at most the checkpoint
-// that ends it. The chain goes on across files.
+// n bytes (64 MiB by default); a file exceeds n by at most the checkpoints
+// that end it (a periodic checkpoint and the rotate checkpoint), or by one
+// record larger than n. The chain goes on across files.
 func WithMaxFileSize(n int64) FileOption {
 	return func(c *fileConfig) { c.maxSize = n }
 }
@@ -149,10 +175,32 @@ func WithFileClock(now func() time.Time) FileOption {
 
 // WithCheckpointFunc calls f with each checkpoint once it is on disk, in
 // order, from a goroutine of the sink's own, so that an operator can keep
-// the chain's heads elsewhere (VerifyOptions.Anchors). A slow f delays the
-// sink only once 64 checkpoints wait for it; f must not write to the sink.
+// the chain's heads elsewhere as anchors (VerifyOptions.Anchors): without
+// them, a log cut back to an earlier checkpoint cannot be told from one
+// that ended there. Append json.Marshal of each checkpoint, one per line,
+// to a file kept elsewhere (ParseAnchors and agentguard-audit's -anchors
+// read it), or ship them through another sink with CheckpointEvent:
+//
+//	audit.WithCheckpointFunc(func(c audit.Checkpoint) {
+//		_ = otelSink.Write(context.Background(), audit.CheckpointEvent(c))
+//	})
+//
+// A slow f delays the sink only once 64 checkpoints wait for it; f must
+// not write to the sink.
 func WithCheckpointFunc(f func(Checkpoint)) FileOption {
 	return func(c *fileConfig) { c.onCheckpoint = f }
+}
+
+// KindCheckpoint is the kind of the events CheckpointEvent makes.
+const KindCheckpoint Kind = "audit_checkpoint"
+
+// CheckpointEvent returns an event that carries checkpoint c, to ship it
+// as an anchor through another sink (an OTelSink to a collector): Kind
+// KindCheckpoint, Time and Reason c's, and in Args the JSON of c, exactly
+// the line ParseAnchors reads back.
+func CheckpointEvent(c Checkpoint) Event {
+	b, _ := json.Marshal(c) // strings, numbers and a time from the sink: cannot fail
+	return Event{Time: c.Time, Kind: KindCheckpoint, Reason: c.Reason, Args: b}
 }
 
 // FileSink writes events to hash-chained JSON-lines files, one record per
@@ -237,12 +285,23 @@ func putPayload(p *[]byte) {
 // NewFileSink opens the chain in dir, creating dir (mode 0700) and the
 // chain if there is none, and starts the sink's writer.
 //
-// When dir holds a chain, NewFileSink verifies its last file and goes on
-// with it: after a clean close it appends an open checkpoint; after a crash
-// a recover checkpoint, in a new file if the last one ends with a torn
-// record, which is left as it is. It refuses a chain that does not verify
-// (returning the *ChainError) or that was signed with another key
-// (ErrKeyMismatch): start a new chain in another directory.
+// When dir holds a chain, NewFileSink verifies its last two files (more if
+// they hold no checkpoint) and goes on with it. After a clean close it
+// writes an open checkpoint. Otherwise (a crash, or a log cut short) it
+// writes a recover checkpoint, signed, that states the last checkpoint
+// before it and how many records after that one it adopted unsigned, and
+// names the torn tails left at the end of the log (see Torn and
+// Recovery). A file that ends torn is left as it is and never appended
+// to: the chain goes on in a new file; otherwise the recover checkpoint
+// follows the last record in the same file. NewFileSink refuses a chain
+// that does not verify (returning the *ChainError) or that was signed
+// with another key (ErrKeyMismatch; see WithPreviousKeys): start a new
+// chain in another directory.
+//
+// A directory that holds no file of the chain, or only files with no
+// complete record, gets a new chain: NewFileSink cannot tell a wiped
+// directory from a new one (keep the chain ID elsewhere and verify with
+// VerifyOptions.Chain).
 //
 // Either WithSigningKey or WithoutSigning is required.
 func NewFileSink(dir string, opts ...FileOption) (*FileSink, error) {
@@ -266,13 +325,21 @@ func NewFileSink(dir string, opts ...FileOption) (*FileSink, error) {
 		return nil, fmt.Errorf("audit: file sink: max file size %d is not positive", cfg.maxSize)
 	case cfg.every < 1 || cfg.interval < 0:
 		return nil, fmt.Errorf("audit: file sink: checkpoint every %d records and %v is not valid", cfg.every, cfg.interval)
-	case cfg.prefix == "" || strings.ContainsAny(cfg.prefix, `/\`) || cfg.prefix != filepath.Base(cfg.prefix):
+	case cfg.prefix == "" || strings.ContainsAny(cfg.prefix, `/\`) || cfg.prefix != filepath.Base(cfg.prefix) ||
+		strings.ContainsFunc(cfg.prefix, unicode.IsControl):
 		return nil, fmt.Errorf("audit: file sink: bad file prefix %q", cfg.prefix)
+	case cfg.unsigned && len(cfg.previous) > 0:
+		return nil, errors.New("audit: file sink: WithPreviousKeys needs WithSigningKey")
+	}
+	for _, p := range cfg.previous {
+		if len(p) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("audit: file sink: a previous key has %d bytes, want %d", len(p), ed25519.PublicKeySize)
+		}
 	}
 	if cfg.now == nil {
 		cfg.now = time.Now
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := makeDir(dir); err != nil {
 		return nil, fmt.Errorf("audit: file sink: %w", err)
 	}
 	s := &FileSink{
@@ -309,6 +376,23 @@ func (s *FileSink) keyID() string {
 	return s.cfg.signer.id
 }
 
+// makeDir creates dir (mode 0700) if it does not exist, and then fsyncs
+// its parent, so that the directory survives a power loss with the files
+// fsynced in it.
+func makeDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := syncDir(parent); err != nil {
+		return fmt.Errorf("fsync %s: %w", parent, err)
+	}
+	return nil
+}
+
 // open finds where the chain in dir stands, opens the file to write to and
 // writes the first checkpoint.
 func (s *FileSink) open() error {
@@ -328,53 +412,62 @@ func (s *FileSink) open() error {
 		s.files = append(s.files, f.path)
 	}
 	s.lastSync = s.cfg.now()
-	if len(files) == 0 {
+	var v *verifier
+	if len(files) > 0 {
+		if v, err = s.scanTail(files); err != nil {
+			return err
+		}
+	}
+	var c wireCheckpoint
+	if v == nil || v.chain == "" {
+		// A new chain; its open checkpoint names the torn bytes of files
+		// that hold no complete record (a crash while the first one was
+		// written).
 		var id [16]byte
 		_, _ = rand.Read(id[:])
 		s.chain = hex.EncodeToString(id[:])
-		if empty != nil {
-			err = s.openFile(empty.path, empty.num, false)
+		c.Reason = CheckpointOpen
+	} else {
+		s.seq, s.head, s.chain = v.seq, v.head, v.chain
+		c.Reason = CheckpointRecover
+		if v.last == CheckpointClose && len(v.pending) == 0 {
+			c.Reason = CheckpointOpen
 		} else {
-			err = s.openFile(s.fileName(1), 1, true)
+			c.SignedThrough, c.Adopted = v.lastCp, v.seq-v.lastCp
 		}
-		if err != nil {
-			return err
+	}
+	if v != nil {
+		for _, t := range v.pending {
+			c.Torn = append(c.Torn, wireTorn{File: filepath.Base(t.File), Offset: t.Offset, Length: t.Length, SHA256: t.Digest})
 		}
-		return s.first(CheckpointOpen, nil)
-	}
-
-	v, err := s.scanTail(files)
-	if err != nil {
-		return err
-	}
-	s.seq, s.head, s.chain = v.seq, v.head, v.chain
-	last := files[len(files)-1]
-	reason := CheckpointRecover
-	if v.last == CheckpointClose && v.endTorn == nil {
-		reason = CheckpointOpen
-	}
-	fi, err := os.Stat(last.path)
-	if err != nil {
-		return fmt.Errorf("audit: file sink: %w", err)
 	}
 	switch {
 	case empty != nil:
 		err = s.openFile(empty.path, empty.num, false)
-	case v.endTorn != nil || v.last == CheckpointRotate || fi.Size() >= s.cfg.maxSize:
-		// Torn bytes are evidence: never append after them.
-		err = s.openFile(s.fileName(last.num+1), last.num+1, true)
+	case len(files) == 0:
+		err = s.openFile(s.fileName(1), 1, true)
 	default:
-		err = s.openFile(last.path, last.num, false)
+		last := files[len(files)-1]
+		fi, serr := os.Stat(last.path)
+		if serr != nil {
+			return fmt.Errorf("audit: file sink: %w", serr)
+		}
+		if len(c.Torn) > 0 || v.last == CheckpointRotate || fi.Size() >= s.cfg.maxSize {
+			// Torn bytes are evidence: never append after them.
+			err = s.openFile(s.fileName(last.num+1), last.num+1, true)
+		} else {
+			err = s.openFile(last.path, last.num, false)
+		}
 	}
 	if err != nil {
 		return err
 	}
-	return s.first(reason, v.endTorn)
+	return s.first(c)
 }
 
 // first writes the first checkpoint of this sink's run and fsyncs it.
-func (s *FileSink) first(reason string, torn *Torn) error {
-	s.checkpoint(reason, torn)
+func (s *FileSink) first(c wireCheckpoint) error {
+	s.checkpoint(c)
 	if err := s.write(); err != nil {
 		return fmt.Errorf("audit: file sink: %w", err)
 	}
@@ -384,18 +477,21 @@ func (s *FileSink) first(reason string, torn *Torn) error {
 	return nil
 }
 
-// scanTail verifies the last files of the chain, as many as it takes to
-// find a checkpoint (and so the chain ID), and checks the key.
+// scanTail verifies the end of the chain: the last two files (so that the
+// link between them is checked), and more until a checkpoint (and so the
+// chain ID) is found, and checks the key. It returns a verifier with no
+// chain when the files hold no complete record at all.
 func (s *FileSink) scanTail(files []chainFile) (*verifier, error) {
 	refuse := func(err error) error {
 		return fmt.Errorf("audit: file sink: the log in %s does not verify, refusing to append to it (start a new chain in another directory): %w", s.dir, err)
 	}
 	scan := func(start int, keys []ed25519.PublicKey) (*verifier, error) {
-		v, err := newVerifier(VerifyOptions{AllowOpen: true, Keys: keys})
+		opts := VerifyOptions{AllowOpen: true, Keys: keys, Unsigned: keys == nil}
+		v, err := newVerifier(opts)
 		if err != nil {
 			return nil, err
 		}
-		v.anyStart = true
+		v.anyStart, v.skipOtherKeys = true, true
 		for i := start; i < len(files); i++ {
 			if err := v.verifyFile(files[i].path, i == len(files)-1); err != nil {
 				return nil, refuse(err)
@@ -404,7 +500,7 @@ func (s *FileSink) scanTail(files []chainFile) (*verifier, error) {
 		return v, nil
 	}
 	var v *verifier
-	start := len(files) - 1
+	start := max(len(files)-2, 0)
 	for ; start >= 0; start-- {
 		var err error
 		if v, err = scan(start, nil); err != nil {
@@ -415,9 +511,21 @@ func (s *FileSink) scanTail(files []chainFile) (*verifier, error) {
 		}
 	}
 	if v.chain == "" {
-		return nil, fmt.Errorf("audit: file sink: the log in %s has no complete checkpoint; move its files away to start a new chain", s.dir)
+		if v.rep.Records == 0 {
+			return v, nil // nothing but torn bytes: a new chain
+		}
+		return nil, fmt.Errorf("audit: file sink: the log in %s has records but no checkpoint; move its files away to start a new chain", s.dir)
 	}
-	if v.rep.Key != s.keyID() {
+	accepted := map[string]bool{s.keyID(): true}
+	keys := []ed25519.PublicKey(nil)
+	if s.cfg.signer != nil {
+		keys = append(keys, s.cfg.signer.public())
+		for _, p := range s.cfg.previous {
+			accepted[KeyID(p)] = true
+			keys = append(keys, p)
+		}
+	}
+	if !accepted[v.rep.Key] {
 		have, want := v.rep.Key, s.keyID()
 		if have == "" {
 			have = "no key"
@@ -427,9 +535,13 @@ func (s *FileSink) scanTail(files []chainFile) (*verifier, error) {
 		}
 		return nil, fmt.Errorf("%w: the chain in %s is signed with %s, this sink with %s; start a new chain in another directory", ErrKeyMismatch, s.dir, have, want)
 	}
-	if s.cfg.signer != nil {
-		if _, err := scan(start, []ed25519.PublicKey{s.cfg.signer.public()}); err != nil {
+	if keys != nil {
+		signed, err := scan(start, keys)
+		if err != nil {
 			return nil, err
+		}
+		if signed.rep.SignedThrough != v.lastCp { // the last checkpoint's key is one given: cannot happen
+			return nil, fmt.Errorf("audit: file sink: the last checkpoint of the log in %s is not signed by a key given", s.dir)
 		}
 	}
 	return v, nil
@@ -497,19 +609,27 @@ func syncDir(dir string) error {
 // waiting for room while the queue is full. ctx bounds only the waiting:
 // a Write that gives up may still be recorded.
 //
+// An event whose JSON is larger than a record may hold (16 MiB) is
+// recorded all the same, cut down: its longest texts are cut short, long
+// lists shortened and Args dropped (ArgsDigest stays), and Truncated names
+// what was cut and how large it was (as does Args that is not valid JSON,
+// dropped).
+//
 // After a write or fsync error every Write returns an error wrapping
 // ErrSinkFailed; after Shutdown, ErrSinkClosed.
 func (s *FileSink) Write(ctx context.Context, e Event) error {
 	payload := payloadPool.Get().(*[]byte)
 	b, err := appendEvent((*payload)[:0], &e)
 	*payload = b
-	if err != nil {
-		putPayload(payload)
-		return fmt.Errorf("audit: encode event: %w", err)
-	}
-	if len(b) > maxPayload {
-		putPayload(payload)
-		return fmt.Errorf("audit: event of %d bytes is larger than a record may hold (%d)", len(b), maxPayload)
+	if err != nil || len(b) > maxPayload {
+		// Never refuse a record for its size (nor for arguments that are
+		// not JSON): the tool may have run already. Cut it down instead.
+		small, serr := shrinkEvent(&e, err != nil)
+		if serr != nil {
+			putPayload(payload)
+			return fmt.Errorf("audit: encode event: %w", serr)
+		}
+		*payload = append((*payload)[:0], small...)
 	}
 	if s.cfg.buffered {
 		if err := s.enqueue(ctx, entry{payload: payload}); err != nil {
@@ -791,7 +911,7 @@ func (s *FileSink) event(payload []byte) error {
 	s.inFile++
 	s.since++
 	if s.since >= s.cfg.every {
-		s.checkpoint(CheckpointPeriodic, nil)
+		s.checkpoint(wireCheckpoint{Reason: CheckpointPeriodic})
 	}
 	if len(s.buf) >= flushBytes {
 		return s.write()
@@ -799,31 +919,35 @@ func (s *FileSink) event(payload []byte) error {
 	return nil
 }
 
-// rotate ends the current file with a rotate checkpoint, leaves it to the
-// syncer to fsync and close, and opens the next.
+// rotate ends the current file with a rotate checkpoint, has the syncer
+// fsync and close it, and opens the next once it is on disk: a power loss
+// cannot leave the next file's records on disk without the rotate
+// checkpoint before them.
 func (s *FileSink) rotate() error {
-	s.checkpoint(CheckpointRotate, nil)
+	s.checkpoint(wireCheckpoint{Reason: CheckpointRotate})
 	if err := s.write(); err != nil {
 		return err
 	}
-	s.requestSync(nil, true, false)
+	done := make(chan error, 1)
+	s.requestSync([]chan error{done}, true, false)
 	s.f = nil
+	if err := <-done; err != nil {
+		return err
+	}
 	return s.openFile(s.fileName(s.num+1), s.num+1, true)
 }
 
-// checkpoint appends a checkpoint record, signed if the sink has a key.
-func (s *FileSink) checkpoint(reason string, torn *Torn) {
+// checkpoint appends checkpoint c (its reason, and what a recover
+// checkpoint states), timed, chained and signed if the sink has a key.
+func (s *FileSink) checkpoint(c wireCheckpoint) {
 	now := s.cfg.now()
 	ts := now.UTC().Format(time.RFC3339Nano)
 	seq := s.seq + 1
 	prev := hex.EncodeToString(s.head[:])
-	c := wireCheckpoint{Reason: reason, Time: ts, Chain: s.chain}
-	if torn != nil {
-		c.Torn = &wireTorn{File: torn.File, Offset: torn.Offset, Length: torn.Length, SHA256: torn.Digest}
-	}
+	c.Time, c.Chain = ts, s.chain
 	if sg := s.cfg.signer; sg != nil {
 		c.Key = sg.id
-		c.Sig = base64.StdEncoding.EncodeToString(sg.sign(checkpointMessage(s.chain, seq, prev, reason, ts, c.Key, c.Torn)))
+		c.Sig = base64.StdEncoding.EncodeToString(sg.sign(checkpointMessage(s.chain, seq, prev, &c)))
 	}
 	payload, _ := json.Marshal(&c) // strings and ints only: cannot fail
 	s.buf, s.head = appendRecord(s.buf, seq, &s.head, true, payload)
@@ -949,7 +1073,7 @@ func (s *FileSink) onTick() {
 	now := s.cfg.now()
 	sync := s.cfg.buffered && s.unsyncedWrites && now.Sub(s.lastSync) >= bufferedSync
 	if s.cfg.interval > 0 && s.since > 0 && now.Sub(s.lastCheckpoint) >= s.cfg.interval {
-		s.checkpoint(CheckpointPeriodic, nil)
+		s.checkpoint(wireCheckpoint{Reason: CheckpointPeriodic})
 		sync = true
 	}
 	if !sync {
@@ -966,7 +1090,7 @@ func (s *FileSink) onTick() {
 // the last fsync, closing the file, and stopping the other goroutines.
 func (s *FileSink) finish() {
 	if !s.failed.Load() {
-		s.checkpoint(CheckpointClose, nil)
+		s.checkpoint(wireCheckpoint{Reason: CheckpointClose})
 		if err := s.write(); err != nil {
 			s.setFailed(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -194,7 +195,7 @@ func TestFileSinkWritesVerifiableChain(t *testing.T) {
 	}
 	// The events read back are the events written.
 	var events []Event
-	if _, err := VerifyDir(dir, VerifyOptions{OnEvent: func(_ uint64, e Event) { events = append(events, e) }}); err != nil {
+	if _, err := VerifyDir(dir, VerifyOptions{Unsigned: true, OnEvent: func(_ uint64, e Event) { events = append(events, e) }}); err != nil {
 		t.Fatal(err)
 	}
 	w, _ := json.Marshal(toolCall(callID(4)))
@@ -272,6 +273,59 @@ func TestFileSinkRotation(t *testing.T) {
 			}
 		}
 		prev = last
+	}
+}
+
+// TestFileSinkRotationSyncsBeforeTheNextFile checks that the next file is
+// created only once the full one, rotate checkpoint included, is fsynced:
+// otherwise a power loss could keep the next file's records and lose the
+// end of the one before.
+func TestFileSinkRotationSyncsBeforeTheNextFile(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := testKey(t.Name())
+	var mu sync.Mutex
+	written, synced := map[string]int64{}, map[string]int64{}
+	var violations []string
+	wrap := func(path string, size int64, f file) file {
+		mu.Lock()
+		for p := range written {
+			if p != path && written[p] != synced[p] {
+				violations = append(violations, fmt.Sprintf("%s created with %d bytes of %s not fsynced", filepath.Base(path), written[p]-synced[p], filepath.Base(p)))
+			}
+		}
+		written[path], synced[path] = size, size
+		mu.Unlock()
+		return &hookedFile{inner: f,
+			write: func(inner file, p []byte) (int, error) {
+				n, err := inner.Write(p)
+				mu.Lock()
+				written[path] += int64(n)
+				mu.Unlock()
+				return n, err
+			},
+			sync: func(inner file) error {
+				mu.Lock()
+				w := written[path]
+				mu.Unlock()
+				time.Sleep(time.Millisecond) // a slow disk, so the writer would run ahead
+				err := inner.Sync()
+				mu.Lock()
+				synced[path] = w
+				mu.Unlock()
+				return err
+			}}
+	}
+	s := newTestSink(t, dir, WithSigningKey(key), WithBuffered(64), WithMaxFileSize(4<<10), withHooks(fileHooks{wrap: wrap}))
+	mustWrite(t, s, ids(0, 300)...)
+	shutdown(t, s)
+	if len(s.Files()) < 10 {
+		t.Fatalf("%d files, want many rotations", len(s.Files()))
+	}
+	if len(violations) > 0 {
+		t.Fatalf("%d times a file was created before the one before was fsynced, the first: %s", len(violations), violations[0])
+	}
+	if _, got, err := readChain(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub}}); err != nil || len(got) != 300 {
+		t.Fatalf("%v, %d events", err, len(got))
 	}
 }
 
@@ -565,7 +619,7 @@ func TestFileSinkShutdown(t *testing.T) {
 // readEventIDs returns the call IDs of the chain in dir, checked without keys.
 func readEventIDs(t *testing.T, dir string) []string {
 	t.Helper()
-	_, got, err := readChain(dir, VerifyOptions{})
+	_, got, err := readChain(dir, VerifyOptions{Unsigned: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -689,6 +743,8 @@ func TestFileSinkReopen(t *testing.T) {
 	})
 
 	t.Run("after a crash at a record boundary", func(t *testing.T) {
+		// The two events after the open checkpoint were sealed by no
+		// signature: the recover checkpoint says it adopted them.
 		dir := t.TempDir()
 		f := closedLog(t, dir, 2)
 		ls := lines(t, f)
@@ -701,8 +757,28 @@ func TestFileSinkReopen(t *testing.T) {
 		if got := reasons(t, s.Files()...); !slices.Equal(got, []string{"open", "e", "e", "recover", "e", "close"}) {
 			t.Fatalf("records %v", got)
 		}
-		if _, err := VerifyDir(dir, keys); err != nil {
+		rep, err := VerifyDir(dir, keys)
+		if err != nil {
 			t.Fatal(err)
+		}
+		want := Recovery{Seq: 4, File: f, Time: rep.Recoveries[0].Time, SignedThrough: 1, Adopted: 2}
+		if len(rep.Recoveries) != 1 || !reflect.DeepEqual(rep.Recoveries[0], want) {
+			t.Fatalf("recoveries %+v, want %+v", rep.Recoveries, want)
+		}
+	})
+
+	t.Run("after a crash right after a checkpoint", func(t *testing.T) {
+		dir := t.TempDir()
+		s := newTestSink(t, dir, WithSigningKey(key), WithCheckpointEvery(2, 0))
+		mustWrite(t, s, ids(0, 2)...) // open, e, e, periodic
+		shutdown(t, s)
+		f := s.Files()[0]
+		writeLines(t, f, lines(t, f)[:4])
+		s = newTestSink(t, dir, WithSigningKey(key))
+		shutdown(t, s)
+		rep, err := VerifyDir(dir, keys)
+		if err != nil || len(rep.Recoveries) != 1 || rep.Recoveries[0].SignedThrough != 4 || rep.Recoveries[0].Adopted != 0 {
+			t.Fatalf("%v, recoveries %+v", err, rep.Recoveries)
 		}
 	})
 
@@ -728,7 +804,7 @@ func TestFileSinkReopen(t *testing.T) {
 		}
 		sum := sha256.Sum256(torn)
 		want := Torn{File: filepath.Base(f), Offset: int64(len(kept)), Length: int64(len(torn)), Digest: hex.EncodeToString(sum[:])}
-		if cps[0].Reason != CheckpointRecover || cps[0].Torn == nil || *cps[0].Torn != want || cps[0].File != filepath.Base(files[1]) {
+		if cps[0].Reason != CheckpointRecover || len(cps[0].Torn) != 1 || cps[0].Torn[0] != want || cps[0].File != filepath.Base(files[1]) {
 			t.Fatalf("first checkpoint %+v, want recover naming %+v", cps[0], want)
 		}
 		rep, err := VerifyDir(dir, keys)
@@ -775,6 +851,53 @@ func TestFileSinkReopen(t *testing.T) {
 		}
 		if after, _ := os.ReadFile(f); len(after) != len(b) {
 			t.Fatal("the refused log was changed")
+		}
+	})
+
+	t.Run("refuses a last file that does not follow the one before", func(t *testing.T) {
+		// The last file replaced by a copy of the chain's first record:
+		// on its own it is a valid start, but it does not follow file 1.
+		dir := t.TempDir()
+		s := newTestSink(t, dir, WithSigningKey(key), WithMaxFileSize(2048))
+		mustWrite(t, s, ids(0, 30)...)
+		shutdown(t, s)
+		files := s.Files()
+		if len(files) < 3 {
+			t.Fatalf("%d files", len(files))
+		}
+		writeLines(t, files[len(files)-1], lines(t, files[0])[:1])
+		var ce *ChainError
+		if _, err := NewFileSink(dir, WithSigningKey(key)); !errors.As(err, &ce) || ce.File != files[len(files)-1] || ce.Line != 1 {
+			t.Fatalf("NewFileSink on a forked last file: %v", err)
+		}
+	})
+
+	t.Run("goes on with a chain signed by the previous key", func(t *testing.T) {
+		dir := t.TempDir()
+		closedLog(t, dir, 2)
+		newKey, newPub := testKey("reopen-new")
+		if _, err := NewFileSink(dir, WithSigningKey(newKey)); !errors.Is(err, ErrKeyMismatch) {
+			t.Fatalf("NewFileSink with a new key alone: %v, want ErrKeyMismatch", err)
+		}
+		s := newTestSink(t, dir, WithSigningKey(newKey), WithPreviousKeys(pub))
+		mustWrite(t, s, callID(2))
+		shutdown(t, s)
+		if _, err := VerifyDir(dir, VerifyOptions{Keys: []ed25519.PublicKey{newPub}}); err == nil {
+			t.Fatal("the log verifies without the previous key")
+		}
+		rep, err := VerifyDir(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub, newPub}})
+		if err != nil || rep.Key != KeyID(newPub) || rep.Events != 3 || rep.Signed != 4 {
+			t.Fatalf("%v %+v", err, rep)
+		}
+		// Once the new key signed, the old one alone no longer opens it,
+		// and the new one alone does.
+		if _, err := NewFileSink(dir, WithSigningKey(key)); !errors.Is(err, ErrKeyMismatch) {
+			t.Fatalf("NewFileSink with the old key: %v", err)
+		}
+		s = newTestSink(t, dir, WithSigningKey(newKey))
+		shutdown(t, s)
+		if _, err := VerifyDir(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub, newPub}}); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -892,6 +1015,9 @@ func TestNewFileSinkOptions(t *testing.T) {
 		{"checkpoint interval", []FileOption{WithoutSigning(), WithCheckpointEvery(10, -time.Second)}, "checkpoint every"},
 		{"prefix", []FileOption{WithoutSigning(), WithFilePrefix("../x")}, "bad file prefix"},
 		{"empty prefix", []FileOption{WithoutSigning(), WithFilePrefix("")}, "bad file prefix"},
+		{"control character in prefix", []FileOption{WithoutSigning(), WithFilePrefix("a\nb")}, "bad file prefix"},
+		{"previous keys unsigned", []FileOption{WithoutSigning(), WithPreviousKeys(make(ed25519.PublicKey, 32))}, "WithPreviousKeys"},
+		{"short previous key", []FileOption{WithSigningKey(key), WithPreviousKeys(make(ed25519.PublicKey, 3))}, "previous key has 3 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewFileSink(t.TempDir(), tc.opts...)
@@ -909,26 +1035,122 @@ func TestNewFileSinkOptions(t *testing.T) {
 		if want := filepath.Join(dir, "agent-a-000001.jsonl"); !slices.Equal(s.Files(), []string{want}) {
 			t.Fatalf("files %v", s.Files())
 		}
-		rep, err := VerifyDir(dir, VerifyOptions{Prefix: "agent-a"})
+		rep, err := VerifyDir(dir, VerifyOptions{Prefix: "agent-a", Unsigned: true})
 		if err != nil || rep.Events != 1 || rep.SignaturesChecked || rep.Key != "" {
 			t.Fatalf("verify: %v %+v", err, rep)
 		}
-		if _, err := VerifyDir(dir, VerifyOptions{}); err == nil {
+		if _, err := VerifyDir(dir, VerifyOptions{Unsigned: true}); err == nil {
 			t.Fatal("VerifyDir with the default prefix found files")
 		}
 	})
 }
 
-func TestFileSinkRejectsOversizedEvent(t *testing.T) {
-	s := newTestSink(t, t.TempDir(), WithoutSigning())
-	defer shutdown(t, s)
-	e := toolCall("big")
-	e.Reason = strings.Repeat("x", maxPayload)
-	if err := s.Write(context.Background(), e); err == nil || !strings.Contains(err.Error(), "larger than a record may hold") {
-		t.Fatalf("Write of an oversized event: %v", err)
+// readEvents returns the events of the chain in dir, verified with pub.
+func readEvents(t *testing.T, dir string, pub ed25519.PublicKey) ([]Event, *Report) {
+	t.Helper()
+	var events []Event
+	rep, err := VerifyDir(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub}, OnEvent: func(_ uint64, e Event) { events = append(events, e) }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s.Err() != nil {
-		t.Fatalf("an oversized event failed the sink: %v", s.Err())
+	return events, rep
+}
+
+func TestFileSinkCutsOversizedEvent(t *testing.T) {
+	key, pub := testKey(t.Name())
+	const huge = 17 << 20 // more than a record may hold
+	e0 := "policy-00000-" + strings.Repeat("p", 1000)
+	for _, tc := range []struct {
+		name   string
+		modify func(e *Event)
+		check  func(t *testing.T, got Event)
+		cut    []string
+	}{
+		{"a 17 MiB error", func(e *Event) { e.Error = strings.Repeat("upstream said: ", huge/15+1)[:huge] },
+			func(t *testing.T, got Event) {
+				if !strings.HasSuffix(got.Error, cutMarker) || len(got.Error) != cutText+len(cutMarker) || !strings.HasPrefix(got.Error, "upstream said: ") {
+					t.Fatalf("error of %d bytes, not cut to %d with the marker", len(got.Error), cutText)
+				}
+			}, []string{"error:17825792 bytes"}},
+		{"large arguments and approval reason", func(e *Event) {
+			e.Error = strings.Repeat("e", huge)
+			e.Args = json.RawMessage(`{"blob":"` + strings.Repeat("a", 100000) + `"}`)
+			e.Approval = &Approval{Required: true, Granted: true, Reason: strings.Repeat("é", cutText)} // cut between runes
+		}, func(t *testing.T, got Event) {
+			if got.Args != nil || got.ArgsDigest == "" || got.Approval == nil || !got.Approval.Granted ||
+				got.Approval.Reason != strings.Repeat("é", cutText/2)+cutMarker {
+				t.Fatalf("args %d bytes, digest %q, approval %+v", len(got.Args), got.ArgsDigest, got.Approval != nil)
+			}
+		}, []string{"args:100011 bytes", "approval.reason:131072 bytes", "error:17825792 bytes"}},
+		{"a list too long", func(e *Event) {
+			e.Policies = make([]string, 20000)
+			for i := range e.Policies {
+				e.Policies[i] = fmt.Sprintf("policy-%05d-%s", i, strings.Repeat("p", 1000))
+			}
+		}, func(t *testing.T, got Event) {
+			if len(got.Policies) != cutItems || got.Policies[0] != e0 {
+				t.Fatalf("%d policies kept", len(got.Policies))
+			}
+		}, []string{"policies:20000 items"}},
+		{"arguments that are not JSON", func(e *Event) { e.Args = json.RawMessage(`{"a":`) },
+			func(t *testing.T, got Event) {
+				if got.Args != nil || got.CallID != "odd" {
+					t.Fatalf("event %+v", got)
+				}
+			}, []string{"args:5 bytes, not valid JSON"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := newTestSink(t, dir, WithSigningKey(key))
+			e := toolCall("odd")
+			tc.modify(&e)
+			before, _ := json.Marshal(e)
+			if err := s.Write(context.Background(), e); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			mustWrite(t, s, "next")
+			shutdown(t, s)
+			if after, _ := json.Marshal(e); !bytes.Equal(before, after) {
+				t.Fatal("Write changed the caller's event")
+			}
+			events, _ := readEvents(t, dir, pub)
+			if len(events) != 2 || events[1].CallID != "next" {
+				t.Fatalf("%d events", len(events))
+			}
+			got := events[0]
+			if !slices.Equal(got.Truncated, tc.cut) {
+				t.Fatalf("truncated %q, want %q", got.Truncated, tc.cut)
+			}
+			if got.Kind != KindToolCall || got.CallID != "odd" || got.Tool != "issue_refund" || got.Decision != Allow {
+				t.Fatalf("the cut record lost what identifies the call: %+v", got)
+			}
+			tc.check(t, got)
+		})
+	}
+}
+
+func TestShrinkEventFitsAnything(t *testing.T) {
+	// Every field large: the event still fits a record.
+	big := strings.Repeat("x", 1<<20)
+	e := toolCall("all-big")
+	e.Reason, e.Error, e.Step, e.Target = big, big, big, big
+	e.Leases = slices.Repeat([]string{big}, 40)
+	e.Shadow = []Shadow{{Mode: "shadow", Reason: big, Policies: slices.Repeat([]string{"p"}, 5000)}}
+	b, err := shrinkEvent(&e, false)
+	if err != nil || len(b) > maxPayload {
+		t.Fatalf("shrinkEvent: %d bytes, %v", len(b), err)
+	}
+	var got Event
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"reason:1048576 bytes", "leases[39]:1048576 bytes", "shadow[0].reason:1048576 bytes", "shadow[0].policies:5000 items"} {
+		if !slices.Contains(got.Truncated, want) {
+			t.Errorf("truncated %q lacks %q", got.Truncated, want)
+		}
+	}
+	if len(e.Leases[0]) != len(big) || len(e.Shadow[0].Reason) != len(big) || len(e.Shadow[0].Policies) != 5000 {
+		t.Fatal("shrinkEvent changed the event it was given")
 	}
 }
 

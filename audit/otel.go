@@ -1,12 +1,7 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -37,12 +32,19 @@ const (
 // event's Time and its observed timestamp the time of Write. Its severity
 // is Info, or Warn for a denial, a failure or a refused policy version. Its
 // body is a short summary such as "tool_call deny refund". Its attributes
-// are the event's fields as in its JSON form, each top-level key prefixed
-// with "agentguard." (agentguard.kind, agentguard.decision,
-// agentguard.policies, agentguard.policy_revision, agentguard.step,
-// agentguard.credential, ...), objects as maps and arrays as slices, so a
-// field added to Event is shipped without change here; the time is the
-// timestamp, not an attribute. The GenAI keys gen_ai.agent.id,
+// are the event's set fields, named as in its JSON form with
+// "agentguard." before the top-level key (agentguard.kind,
+// agentguard.decision, agentguard.policies, agentguard.policy_revision,
+// agentguard.step, agentguard.credential, ...). Lists of strings are string
+// slices; the nested parts (approval, shadow, credential, policy_change,
+// change, identity) are maps, or slices of maps, whose keys are their JSON
+// keys; the duration is an integer of nanoseconds and times inside nested
+// parts are RFC 3339 strings. The event's time is the timestamp, not an
+// attribute. The recorded arguments, agentguard.args, are one string: the
+// canonical JSON exactly as recorded, which agentguard.args_digest can
+// check, so that the arguments a model chose neither add attribute keys
+// (unbounded fields in backends that flatten maps) nor lose precision
+// (numbers beyond 64 bits, null). The GenAI keys gen_ai.agent.id,
 // gen_ai.tool.name and gen_ai.tool.call.id repeat the agent, tool and call
 // ID. The record carries the trace and span of the context given to Write;
 // agentguard.trace_id and agentguard.span_id keep the event's own, since an
@@ -50,9 +52,9 @@ const (
 //
 // Delivery is the job of the OpenTelemetry SDK's log processors and
 // exporters, which batch, retry and may drop records: the log API reports
-// no failure, so Write fails only when the event cannot be converted. Pair
-// it, with Tee, with a sink that keeps a durable and verifiable copy, such
-// as the chained file.
+// no failure, and no value in an event stops it from becoming a record, so
+// Write never fails. Pair it, with Tee, with a sink that keeps a durable and
+// verifiable copy, such as the chained file.
 //
 // An OTelSink is safe for concurrent use.
 type OTelSink struct {
@@ -90,20 +92,16 @@ func NewOTelSink(lp log.LoggerProvider, opts ...OTelOption) *OTelSink {
 	return &OTelSink{logger: lp.Logger(OTelLoggerName, cfg.loggerOpts...), now: time.Now}
 }
 
-// Write emits e as one log record. It returns an error, prefixed "audit:",
-// only when e cannot be converted to attributes.
+// Write emits e as one log record, unless the logger is not enabled for
+// it. It always returns nil: every event can be converted.
 func (s *OTelSink) Write(ctx context.Context, e Event) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	name := OTelEventPrefix + string(e.Kind)
-	sev, sevText := otelSeverity(e)
+	name := otelEventName(e.Kind)
+	sev, sevText := otelSeverity(&e)
 	if !s.logger.Enabled(ctx, log.EnabledParameters{Severity: sev, EventName: name}) {
 		return nil
-	}
-	attrs, err := otelAttributes(e)
-	if err != nil {
-		return fmt.Errorf("audit: otel sink: %s event: %w", e.Kind, err)
 	}
 	var r log.Record
 	r.SetEventName(name)
@@ -111,15 +109,36 @@ func (s *OTelSink) Write(ctx context.Context, e Event) error {
 	r.SetObservedTimestamp(s.now())
 	r.SetSeverity(sev)
 	r.SetSeverityText(sevText)
-	r.SetBody(attribute.StringValue(otelSummary(e)))
-	r.AddAttributes(attrs...)
+	r.SetBody(attribute.StringValue(otelSummary(&e)))
+	var buf [otelTypicalAttrs]attribute.KeyValue
+	r.AddAttributes(otelAttributes(buf[:0], &e)...)
 	s.logger.Emit(ctx, r)
 	return nil
 }
 
+// otelEventNames are the event names of the known kinds, made once so a
+// write does not build its name.
+var otelEventNames = func() map[Kind]string {
+	m := make(map[Kind]string)
+	for _, k := range []Kind{KindToolCall, KindTaskStart, KindTaskEnd, KindCredentialIssue,
+		KindCredentialRefresh, KindCredentialFail, KindCredentialRevoke, KindDelegate,
+		KindHandoffAccept, KindPolicyLoad, KindPolicyReject, KindToolsetChange, KindPromptChange,
+		KindSuspend, KindResume, KindIdentityChange, KindToolList, KindCheckpoint} {
+		m[k] = OTelEventPrefix + string(k)
+	}
+	return m
+}()
+
+func otelEventName(k Kind) string {
+	if n, ok := otelEventNames[k]; ok {
+		return n
+	}
+	return OTelEventPrefix + string(k)
+}
+
 // otelSeverity is Warn for what someone should look at (a denial, a
 // failure, a refused policy version), Info otherwise.
-func otelSeverity(e Event) (log.Severity, string) {
+func otelSeverity(e *Event) (log.Severity, string) {
 	if e.Decision == Deny || e.Outcome == OutcomeDenied || e.Outcome == OutcomeError ||
 		e.Error != "" || e.Kind == KindPolicyReject {
 		return log.SeverityWarn, "WARN"
@@ -129,140 +148,223 @@ func otelSeverity(e Event) (log.Severity, string) {
 
 // otelSummary is the record's body: the kind, the decision (or else the
 // outcome) and what the event concerns, such as "tool_call deny refund".
-func otelSummary(e Event) string {
-	parts := make([]string, 0, 3)
-	parts = append(parts, string(e.Kind))
+func otelSummary(e *Event) string {
+	b := make([]byte, 0, 64)
+	b = append(b, e.Kind...)
 	switch {
 	case e.Decision != "":
-		parts = append(parts, e.Decision)
+		b = append(append(b, ' '), e.Decision...)
 	case e.Outcome != "":
-		parts = append(parts, e.Outcome)
+		b = append(append(b, ' '), e.Outcome...)
 	}
 	switch {
 	case e.Tool != "":
-		parts = append(parts, e.Tool)
+		b = append(append(b, ' '), e.Tool...)
 	case e.Target != "":
-		parts = append(parts, e.Target)
+		b = append(append(b, ' '), e.Target...)
 	case e.Delegatee != "":
-		parts = append(parts, e.Delegatee)
+		b = append(append(b, ' '), e.Delegatee...)
 	}
-	return strings.Join(parts, " ")
+	return string(b)
 }
 
-// otelAttributes converts e, through its JSON form, to attributes whose
-// keys are the JSON keys prefixed "agentguard.", in the order of the JSON
-// form, then adds the GenAI aliases. The time is left out: it is the
-// record's timestamp.
-func otelAttributes(e Event) ([]attribute.KeyValue, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
+// The attribute keys of an event's top-level fields: its JSON keys after
+// "agentguard.".
+const (
+	attrKind         = attribute.Key("agentguard.kind")
+	attrAgent        = attribute.Key("agentguard.agent")
+	attrChain        = attribute.Key("agentguard.chain")
+	attrTask         = attribute.Key("agentguard.task")
+	attrOnBehalfOf   = attribute.Key("agentguard.on_behalf_of")
+	attrDelegatee    = attribute.Key("agentguard.delegatee")
+	attrTool         = attribute.Key("agentguard.tool")
+	attrToolset      = attribute.Key("agentguard.toolset")
+	attrCallID       = attribute.Key("agentguard.call_id")
+	attrArgsDigest   = attribute.Key("agentguard.args_digest")
+	attrArgs         = attribute.Key("agentguard.args")
+	attrDecision     = attribute.Key("agentguard.decision")
+	attrPolicies     = attribute.Key("agentguard.policies")
+	attrRevision     = attribute.Key("agentguard.policy_revision")
+	attrShadow       = attribute.Key("agentguard.shadow")
+	attrStep         = attribute.Key("agentguard.step")
+	attrReason       = attribute.Key("agentguard.reason")
+	attrApproval     = attribute.Key("agentguard.approval")
+	attrLeases       = attribute.Key("agentguard.leases")
+	attrCredential   = attribute.Key("agentguard.credential")
+	attrPolicyChange = attribute.Key("agentguard.policy_change")
+	attrChange       = attribute.Key("agentguard.change")
+	attrTarget       = attribute.Key("agentguard.target")
+	attrTasks        = attribute.Key("agentguard.tasks")
+	attrIdentity     = attribute.Key("agentguard.identity")
+	attrOutcome      = attribute.Key("agentguard.outcome")
+	attrError        = attribute.Key("agentguard.error")
+	attrDuration     = attribute.Key("agentguard.duration")
+	attrTraceID      = attribute.Key("agentguard.trace_id")
+	attrSpanID       = attribute.Key("agentguard.span_id")
+	attrTruncated    = attribute.Key("agentguard.truncated")
+)
+
+// otelTypicalAttrs is room, on the stack, for the attributes of a typical
+// tool call.
+const otelTypicalAttrs = 20
+
+// attrs builds a list of attributes, leaving out what the JSON form leaves
+// out (omitempty). Its methods return the list, rather than append through
+// a pointer, so that a list begun in an array on the stack stays there.
+type attrs []attribute.KeyValue
+
+func (a attrs) str(k attribute.Key, v string) attrs {
+	if v == "" {
+		return a
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("event is not a JSON object")
-	}
-	attrs := make([]attribute.KeyValue, 0, 24)
-	for dec.More() {
-		k, err := jsonKey(dec)
-		if err != nil {
-			return nil, err
-		}
-		v, err := jsonValue(dec)
-		if err != nil {
-			return nil, err
-		}
-		if k == "time" {
-			continue
-		}
-		attrs = append(attrs, attribute.KeyValue{Key: attribute.Key("agentguard." + k), Value: v})
-	}
-	if e.Agent != "" {
-		attrs = append(attrs, attrGenAIAgentID.String(e.Agent))
-	}
-	if e.Tool != "" {
-		attrs = append(attrs, attrGenAIToolName.String(e.Tool))
-	}
-	if e.CallID != "" {
-		attrs = append(attrs, attrGenAIToolCallID.String(e.CallID))
-	}
-	return attrs, nil
+	return append(a, k.String(v))
 }
 
-func jsonKey(dec *json.Decoder) (string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return "", err
+func (a attrs) strs(k attribute.Key, v []string) attrs {
+	if len(v) == 0 {
+		return a
 	}
-	k, ok := tok.(string)
-	if !ok {
-		return "", fmt.Errorf("object key %v is not a string", tok)
-	}
-	return k, nil
+	return append(a, k.StringSlice(v))
 }
 
-// jsonValue reads the next JSON value from dec as an attribute value:
-// objects become maps, arrays slices (string slices when every element is
-// a string), integers int64 and other numbers float64.
-func jsonValue(dec *json.Decoder) (attribute.Value, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return attribute.Value{}, err
+func (a attrs) int(k attribute.Key, v int64) attrs {
+	if v == 0 {
+		return a
 	}
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '{' {
-			var kvs []attribute.KeyValue
-			for dec.More() {
-				k, err := jsonKey(dec)
-				if err != nil {
-					return attribute.Value{}, err
-				}
-				val, err := jsonValue(dec)
-				if err != nil {
-					return attribute.Value{}, err
-				}
-				kvs = append(kvs, attribute.KeyValue{Key: attribute.Key(k), Value: val})
-			}
-			_, err := dec.Token() // '}'
-			return attribute.MapValue(kvs...), err
-		}
-		var vals []attribute.Value
-		strs := true
-		for dec.More() {
-			val, err := jsonValue(dec)
-			if err != nil {
-				return attribute.Value{}, err
-			}
-			strs = strs && val.Type() == attribute.STRING
-			vals = append(vals, val)
-		}
-		if _, err := dec.Token(); err != nil { // ']'
-			return attribute.Value{}, err
-		}
-		if strs && len(vals) > 0 {
-			ss := make([]string, len(vals))
-			for i, val := range vals {
-				ss[i] = val.AsString()
-			}
-			return attribute.StringSliceValue(ss), nil
-		}
-		return attribute.SliceValue(vals...), nil
-	case string:
-		return attribute.StringValue(v), nil
-	case bool:
-		return attribute.BoolValue(v), nil
-	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			return attribute.Int64Value(i), nil
-		}
-		f, err := v.Float64()
-		if err != nil {
-			return attribute.Value{}, err
-		}
-		return attribute.Float64Value(f), nil
-	default: // null
-		return attribute.Value{}, nil
+	return append(a, k.Int64(v))
+}
+
+func (a attrs) time(k attribute.Key, v time.Time) attrs {
+	if v.IsZero() {
+		return a
 	}
+	return append(a, k.String(v.Format(time.RFC3339Nano)))
+}
+
+func (a attrs) group(k attribute.Key, v attrs) attrs {
+	return append(a, attribute.KeyValue{Key: k, Value: attribute.MapValue(v...)})
+}
+
+// otelAttributes appends to buf the attributes of e, from its fields, in
+// the order of its JSON form, then the GenAI aliases. A field added to
+// Event needs a line here; TestOTelSinkCompleteness fails until it has one.
+func otelAttributes(buf []attribute.KeyValue, e *Event) []attribute.KeyValue {
+	a := attrs(buf)
+	a = append(a, attrKind.String(string(e.Kind)))
+	a = a.str(attrAgent, e.Agent)
+	a = a.strs(attrChain, e.Chain)
+	a = a.str(attrTask, e.Task)
+	a = a.str(attrOnBehalfOf, e.OnBehalfOf)
+	a = a.str(attrDelegatee, e.Delegatee)
+	a = a.str(attrTool, e.Tool)
+	a = a.str(attrToolset, e.Toolset)
+	a = a.str(attrCallID, e.CallID)
+	a = a.str(attrArgsDigest, e.ArgsDigest)
+	if len(e.Args) > 0 {
+		// A copy: exporters may keep the record after Write returns.
+		a = append(a, attrArgs.String(string(e.Args)))
+	}
+	a = a.str(attrDecision, e.Decision)
+	a = a.strs(attrPolicies, e.Policies)
+	a = a.str(attrRevision, e.Revision)
+	if len(e.Shadow) > 0 {
+		vs := make([]attribute.Value, len(e.Shadow))
+		for i := range e.Shadow {
+			vs[i] = shadowValue(&e.Shadow[i])
+		}
+		a = append(a, attribute.KeyValue{Key: attrShadow, Value: attribute.SliceValue(vs...)})
+	}
+	a = a.str(attrStep, e.Step)
+	a = a.str(attrReason, e.Reason)
+	if ap := e.Approval; ap != nil {
+		var g [8]attribute.KeyValue
+		m := append(attrs(g[:0]), attribute.Bool("required", ap.Required), attribute.Bool("granted", ap.Granted))
+		m = m.str("status", ap.Status)
+		m = m.str("kind", ap.Kind)
+		m = m.str("request_id", ap.RequestID)
+		m = m.str("digest", ap.Digest)
+		m = m.strs("approvers", ap.Approvers)
+		m = m.str("reason", ap.Reason)
+		a = a.group(attrApproval, m)
+	}
+	a = a.strs(attrLeases, e.Leases)
+	if c := e.Credential; c != nil {
+		var g [9]attribute.KeyValue
+		m := attrs(g[:0])
+		m = m.str("name", c.Name)
+		m = append(m, attribute.String("provider", c.Provider))
+		m = m.str("audience", c.Audience)
+		m = m.strs("resources", c.Resources)
+		m = m.strs("scopes", c.Scopes)
+		m = m.time("expires_at", c.ExpiresAt)
+		m = m.str("replaces", c.Replaces)
+		m = m.int("attempts", int64(c.Attempts))
+		if c.NotRevocable {
+			m = append(m, attribute.Bool("not_revocable", true))
+		}
+		a = a.group(attrCredential, m)
+	}
+	if pc := e.PolicyChange; pc != nil {
+		var g [5]attribute.KeyValue
+		m := attrs(g[:0])
+		m = m.str("source", pc.Source)
+		m = m.str("old_revision", pc.OldRevision)
+		m = m.str("new_revision", pc.NewRevision)
+		m = m.str("files", pc.Files)
+		m = m.int("policies", int64(pc.Policies))
+		a = a.group(attrPolicyChange, m)
+	}
+	if c := e.Change; c != nil {
+		var g [5]attribute.KeyValue
+		m := append(attrs(g[:0]), attribute.String("action", c.Action), attribute.String("name", c.Name))
+		m = m.str("toolset", c.Toolset)
+		m = append(m, attribute.String("fingerprint", c.Fingerprint))
+		m = m.str("previous", c.Previous)
+		a = a.group(attrChange, m)
+	}
+	a = a.str(attrTarget, e.Target)
+	a = a.strs(attrTasks, e.Tasks)
+	if id := e.Identity; id != nil {
+		var g [5]attribute.KeyValue
+		m := attrs(g[:0])
+		m = m.str("previous", id.Previous)
+		m = m.str("serial", id.Serial)
+		m = m.str("previous_serial", id.PreviousSerial)
+		m = m.time("not_after", id.NotAfter)
+		m = append(m, attribute.String("reason", id.Reason))
+		a = a.group(attrIdentity, m)
+	}
+	a = a.str(attrOutcome, e.Outcome)
+	a = a.str(attrError, e.Error)
+	a = a.int(attrDuration, int64(e.Duration))
+	a = a.str(attrTraceID, e.TraceID)
+	a = a.str(attrSpanID, e.SpanID)
+	a = a.strs(attrTruncated, e.Truncated)
+
+	a = a.str(attrGenAIAgentID, e.Agent)
+	a = a.str(attrGenAIToolName, e.Tool)
+	a = a.str(attrGenAIToolCallID, e.CallID)
+	return a
+}
+
+// shadowValue is one shadow decision as a map.
+func shadowValue(sh *Shadow) attribute.Value {
+	var g [6]attribute.KeyValue
+	m := append(attrs(g[:0]), attribute.String("mode", sh.Mode))
+	m = m.str("revision", sh.Revision)
+	m = append(m, attribute.String("decision", sh.Decision))
+	m = m.strs("policies", sh.Policies)
+	m = m.str("reason", sh.Reason)
+	if len(sh.Obligations) > 0 {
+		vs := make([]attribute.Value, len(sh.Obligations))
+		for i, o := range sh.Obligations {
+			var og [3]attribute.KeyValue
+			om := append(attrs(og[:0]), attribute.String("name", o.Name))
+			om = om.str("value", o.Value)
+			om = om.str("policy", o.Policy)
+			vs[i] = attribute.MapValue(om...)
+		}
+		m = append(m, attribute.KeyValue{Key: "obligations", Value: attribute.SliceValue(vs...)})
+	}
+	return attribute.MapValue(m...)
 }

@@ -1,20 +1,27 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
+	"go.opentelemetry.io/otel/log/embedded"
 	"go.opentelemetry.io/otel/log/global"
 	"go.opentelemetry.io/otel/log/logtest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/audit/audittest"
 )
 
 // otelRecords returns the records the sink's logger emitted.
@@ -154,17 +161,113 @@ func TestOTelSinkRecord(t *testing.T) {
 	}
 }
 
-// TestOTelSinkCompleteness: every field of the event's JSON form is an
-// attribute, so a field added to Event reaches the collector.
+// fullEvent has every field of Event, and of the parts it holds, set.
+func fullEvent() audit.Event {
+	t := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	return audit.Event{
+		Time: t, Kind: audit.KindCredentialRevoke,
+		Agent: "spiffe://example.org/agent/support", Chain: []string{"spiffe://example.org/agent/root"},
+		Task: "task-1", OnBehalfOf: "alice", Delegatee: "spiffe://example.org/b",
+		Tool: "refund", Toolset: "billing", CallID: "call-9",
+		ArgsDigest: "sha256:ab", Args: json.RawMessage(`{"amount":12,"card":"[REDACTED]"}`),
+		Decision: audit.Deny, Policies: []string{"refund-limit", "base"}, Revision: "sha256:rev",
+		Shadow: []audit.Shadow{{Mode: "shadow", Revision: "sha256:new", Decision: audit.Allow,
+			Policies: []string{"new"}, Reason: "why",
+			Obligations: []audit.Obligation{{Name: "approval", Value: "two-person", Policy: "new"}}}},
+		Step: "approve", Reason: "approval refused",
+		Approval: &audit.Approval{Required: true, Granted: true, Status: "granted", Kind: "two-person",
+			RequestID: "req-1", Digest: "sha256:d", Approvers: []string{"bob", "carol"}, Reason: "ok"},
+		Leases: []string{"lease-1"},
+		Credential: &audit.Credential{Name: "pay", Provider: "idp", Audience: "api", Resources: []string{"r"},
+			Scopes: []string{"a"}, ExpiresAt: t.Add(time.Minute), Replaces: "lease-0", Attempts: 2, NotRevocable: true},
+		PolicyChange: &audit.PolicyChange{Source: "dir", OldRevision: "sha256:o", NewRevision: "sha256:n",
+			Files: "sha256:f", Policies: 3},
+		Change: &audit.Change{Action: "change_toolset", Name: "refund", Toolset: "billing",
+			Fingerprint: "sha256:f", Previous: "sha256:p"},
+		Target: "spiffe://example.org", Tasks: []string{"t1"},
+		Identity: &audit.IdentityChange{Previous: "spiffe://example.org/old", Serial: "02", PreviousSerial: "01",
+			NotAfter: t.Add(time.Hour), Reason: "SVID rotated"},
+		Outcome: audit.OutcomeDenied, Error: "boom", Duration: 1500 * time.Microsecond,
+		TraceID: "0102030405060708090a0b0c0d0e0f10", SpanID: "0102030405060708",
+		Truncated: []string{"error:17825792 bytes"},
+	}
+}
+
+// requireSet fails when a field of v, or of a struct v holds, is zero: a
+// field added to Event must be set in fullEvent to be checked.
+func requireSet(t *testing.T, v reflect.Value, path string) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			t.Errorf("fullEvent leaves %s unset", path)
+			return
+		}
+		requireSet(t, v.Elem(), path)
+	case reflect.Slice:
+		if v.Len() == 0 {
+			t.Errorf("fullEvent leaves %s unset", path)
+		}
+		for i := range v.Len() {
+			requireSet(t, v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			if v.IsZero() {
+				t.Errorf("fullEvent leaves %s unset", path)
+			}
+			return
+		}
+		for i := range v.NumField() {
+			requireSet(t, v.Field(i), path+"."+v.Type().Field(i).Name)
+		}
+	default:
+		if v.IsZero() {
+			t.Errorf("fullEvent leaves %s unset", path)
+		}
+	}
+}
+
+// attrJSON turns an attribute value into what encoding/json decodes (with
+// UseNumber) from the same data.
+func attrJSON(v attribute.Value) any {
+	switch v.Type() {
+	case attribute.STRING:
+		return v.AsString()
+	case attribute.BOOL:
+		return v.AsBool()
+	case attribute.INT64:
+		return json.Number(strconv.FormatInt(v.AsInt64(), 10))
+	case attribute.STRINGSLICE:
+		out := []any{}
+		for _, s := range v.AsStringSlice() {
+			out = append(out, s)
+		}
+		return out
+	case attribute.SLICE:
+		out := []any{}
+		for _, e := range v.AsSlice() {
+			out = append(out, attrJSON(e))
+		}
+		return out
+	case attribute.MAP:
+		out := map[string]any{}
+		for _, kv := range v.AsMap() {
+			out[string(kv.Key)] = attrJSON(kv.Value)
+		}
+		return out
+	default:
+		return fmt.Sprintf("unexpected %v %s", v.Type(), v.Emit())
+	}
+}
+
+// TestOTelSinkCompleteness: the attributes say what the event's JSON form
+// says, field by field and at every depth (the arguments as their JSON
+// text), so a field added to Event, or to a part of it, that the sink does
+// not ship fails here.
 func TestOTelSinkCompleteness(t *testing.T) {
-	e := denialEvent()
-	e.Kind = audit.KindCredentialRevoke
-	e.Leases = []string{"lease-1"}
-	e.Credential = &audit.Credential{Name: "pay", Provider: "idp", Scopes: []string{"a"}, Attempts: 2,
-		ExpiresAt: e.Time.Add(time.Minute), NotRevocable: true}
-	e.PolicyChange = &audit.PolicyChange{Source: "dir", Policies: 3}
-	e.Change = &audit.Change{Action: "change_toolset", Name: "refund", Fingerprint: "sha256:f"}
-	e.Target, e.Tasks, e.Delegatee, e.OnBehalfOf, e.Error = "spiffe://example.org", []string{"t1"}, "spiffe://example.org/b", "alice", "boom"
+	e := fullEvent()
+	requireSet(t, reflect.ValueOf(e), "Event")
 
 	rec := logtest.NewRecorder()
 	if err := audit.NewOTelSink(rec).Write(context.Background(), e); err != nil {
@@ -184,23 +287,83 @@ func TestOTelSinkCompleteness(t *testing.T) {
 	if err := json.Unmarshal(b, &fields); err != nil {
 		t.Fatal(err)
 	}
-	for k := range fields {
+	for k, raw := range fields {
 		if k == "time" {
 			continue
 		}
-		if _, ok := got["agentguard."+k]; !ok {
+		var want any = string(raw)
+		if k != "args" {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if err := dec.Decode(&want); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, ok := got["agentguard."+k]
+		if !ok {
 			t.Errorf("field %q is not an attribute", k)
+			continue
+		}
+		if g := attrJSON(v); !reflect.DeepEqual(g, want) {
+			gb, _ := json.Marshal(g)
+			wb, _ := json.Marshal(want)
+			t.Errorf("agentguard.%s = %s (%v), want %s", k, gb, v.Type(), wb)
 		}
 	}
 	if len(got) != len(fields)-1+3 { // no time; three gen_ai aliases
 		t.Errorf("%d attributes for %d fields", len(got), len(fields))
 	}
-	c := attrMap(got["agentguard.credential"].AsMap())
-	if c["attempts"].Type() != attribute.INT64 || c["attempts"].AsInt64() != 2 || !c["not_revocable"].AsBool() {
-		t.Errorf("credential = %v", got["agentguard.credential"].Emit())
+	if got["agentguard.duration"].Type() != attribute.INT64 {
+		t.Errorf("duration is %v, want nanoseconds as an integer", got["agentguard.duration"].Type())
 	}
-	if c["expires_at"].AsString() != e.Credential.ExpiresAt.Format(time.RFC3339Nano) {
-		t.Errorf("credential.expires_at = %v", c["expires_at"].Emit())
+}
+
+// TestOTelSinkArgsVerbatim: the recorded arguments go as one string, the
+// canonical JSON as recorded, whatever numbers or nulls the model put in:
+// nothing is lost or rounded, the digest checks them, argument keys never
+// become attribute keys, and the write succeeds (through a Tee too).
+func TestOTelSinkArgsVerbatim(t *testing.T) {
+	tests := []struct{ name, args string }{
+		{"huge float", `{"amount":1e400}`},
+		{"30-digit integer", `{"id":123456789012345678901234567890}`},
+		{"null", `{"n":null}`},
+		{"all at once", `{"a":[null,-1e400,123456789012345678901234567890],"o":{"x":null}}`},
+		{"not JSON", `{"unterminated`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sum := sha256.Sum256([]byte(tt.args))
+			e := audit.Event{Kind: audit.KindToolCall, Tool: "pay", Decision: audit.Allow, Outcome: audit.OutcomeOK,
+				ArgsDigest: "sha256:" + hex.EncodeToString(sum[:]), Args: json.RawMessage(tt.args)}
+			rec, kept := logtest.NewRecorder(), audittest.NewRecorder()
+			if err := audit.Tee(kept, audit.NewOTelSink(rec)).Write(context.Background(), e); err != nil {
+				t.Fatalf("Write = %v", err)
+			}
+			if n := len(kept.Events()); n != 1 {
+				t.Errorf("the Tee's other sink got %d events", n)
+			}
+			rs := otelRecords(t, rec)
+			if len(rs) != 1 {
+				t.Fatalf("%d records", len(rs))
+			}
+			a := attrMap(rs[0].Attributes)
+			args := a["agentguard.args"]
+			if args.Type() != attribute.STRING || args.AsString() != tt.args {
+				t.Fatalf("agentguard.args = %v (%v), want the string %s", args.Emit(), args.Type(), tt.args)
+			}
+			got := sha256.Sum256([]byte(args.AsString()))
+			if "sha256:"+hex.EncodeToString(got[:]) != a["agentguard.args_digest"].AsString() {
+				t.Error("agentguard.args does not match agentguard.args_digest")
+			}
+			for k := range a {
+				if !strings.HasPrefix(k, "agentguard.") && !strings.HasPrefix(k, "gen_ai.") {
+					t.Errorf("attribute %q", k)
+				}
+			}
+			if len(a) != 7 { // kind, tool, args_digest, args, decision, outcome, gen_ai.tool.name
+				t.Errorf("%d attributes: %v", len(a), rs[0].Attributes)
+			}
+		})
 	}
 }
 
@@ -263,17 +426,30 @@ func TestOTelSinkDisabled(t *testing.T) {
 	}
 }
 
-// TestOTelSinkUnconvertible: an event that has no JSON form is an error,
-// so a strict guard does not count it as recorded.
-func TestOTelSinkUnconvertible(t *testing.T) {
+// TestOTelSinkAlwaysEmits: an event without a JSON form (a year past
+// 9999) still becomes a record, so no value in an event makes a strict
+// guard deny a call the OTel copy could have recorded.
+func TestOTelSinkAlwaysEmits(t *testing.T) {
 	rec := logtest.NewRecorder()
-	e := audit.Event{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Kind: audit.KindToolCall}
-	err := audit.NewOTelSink(rec).Write(context.Background(), e)
-	if err == nil || !strings.HasPrefix(err.Error(), "audit: ") {
-		t.Fatalf("Write = %v, want an audit: error", err)
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := audit.Event{Time: far, Kind: audit.KindCredentialIssue,
+		Credential: &audit.Credential{Provider: "idp", ExpiresAt: far.Add(time.Hour)}}
+	if _, err := json.Marshal(e); err == nil {
+		t.Fatal("the event has a JSON form; the test needs one without")
 	}
-	if rs := otelRecords(t, rec); len(rs) != 0 {
-		t.Errorf("%d records emitted", len(rs))
+	if err := audit.NewOTelSink(rec).Write(context.Background(), e); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	rs := otelRecords(t, rec)
+	if len(rs) != 1 {
+		t.Fatalf("%d records emitted", len(rs))
+	}
+	if !rs[0].Timestamp.Equal(far) {
+		t.Errorf("timestamp %v", rs[0].Timestamp)
+	}
+	c := attrMap(attrMap(rs[0].Attributes)["agentguard.credential"].AsMap())
+	if got := c["expires_at"].AsString(); got != "10000-01-01T01:00:00Z" {
+		t.Errorf("credential.expires_at = %q", got)
 	}
 }
 
@@ -333,4 +509,55 @@ func ExampleNewOTelSink() {
 	//   agentguard.outcome=denied
 	//   gen_ai.agent.id=spiffe://example.org/agent/a
 	//   gen_ai.tool.name=refund
+}
+
+// discardLogs is a LoggerProvider whose loggers are enabled and drop every
+// record: what the sink costs without an exporter's.
+type discardLogs struct{ embedded.LoggerProvider }
+
+func (discardLogs) Logger(string, ...log.LoggerOption) log.Logger { return discardLogger{} }
+
+type discardLogger struct{ embedded.Logger }
+
+func (discardLogger) Emit(context.Context, log.Record)                    {}
+func (discardLogger) Enabled(context.Context, log.EnabledParameters) bool { return true }
+
+// BenchmarkOTelSink measures writing a typical tool_call event, alone and
+// behind a Tee, against the event's JSON encoding as a baseline.
+func BenchmarkOTelSink(b *testing.B) {
+	e := audit.Event{
+		Time: time.Now(), Kind: audit.KindToolCall,
+		Agent: "spiffe://example.org/agent/support", Task: "task-1", Tool: "refund", CallID: "call-1",
+		ArgsDigest: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		Decision:   audit.Allow, Policies: []string{"refund-limit"}, Revision: "sha256:rev",
+		Outcome: audit.OutcomeOK, Duration: 1500 * time.Microsecond,
+		TraceID: "0102030405060708090a0b0c0d0e0f10", SpanID: "0102030405060708",
+	}
+	ctx := context.Background()
+	b.Run("otel", func(b *testing.B) {
+		sink := audit.NewOTelSink(discardLogs{})
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := sink.Write(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tee", func(b *testing.B) {
+		sink := audit.Tee(audit.Discard, audit.NewOTelSink(discardLogs{}))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := sink.Write(ctx, e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json_baseline", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

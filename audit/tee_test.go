@@ -75,6 +75,86 @@ func TestTeeCopiesArguments(t *testing.T) {
 	}
 }
 
+// TestTeePanic: a sink that panics does not stop the sinks after it; its
+// panic comes back as a *SinkError wrapping ErrSinkPanic (and the panic's
+// error, when it is one).
+func TestTeePanic(t *testing.T) {
+	first, last := audittest.NewRecorder(), audittest.NewRecorder()
+	errBroken := errors.New("broken pipe")
+	sink := audit.Tee(
+		first,
+		audit.SinkFunc(func(context.Context, audit.Event) error { panic("boom") }),
+		audit.SinkFunc(func(context.Context, audit.Event) error { panic(errBroken) }),
+		last,
+	)
+	err := sink.Write(context.Background(), audit.Event{Kind: audit.KindToolCall, Tool: "refund"})
+	if len(first.Events()) != 1 || len(last.Events()) != 1 {
+		t.Errorf("first got %d events, last %d; want 1 each", len(first.Events()), len(last.Events()))
+	}
+	if !errors.Is(err, audit.ErrSinkPanic) || !errors.Is(err, errBroken) {
+		t.Fatalf("Write = %v, want ErrSinkPanic and the panic's error", err)
+	}
+	want := "audit: sink 1: audit: sink panicked: boom\naudit: sink 2: audit: sink panicked: broken pipe"
+	if err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	var se *audit.SinkError
+	if !errors.As(err, &se) || se.Index != 1 || !errors.Is(se, audit.ErrSinkPanic) {
+		t.Errorf("errors.As = %+v", se)
+	}
+
+	// A sink that panics once, then works, is written to again.
+	n := 0
+	flaky := audit.Tee(audit.SinkFunc(func(context.Context, audit.Event) error {
+		if n++; n == 1 {
+			panic("once")
+		}
+		return nil
+	}))
+	if err := flaky.Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrSinkPanic) {
+		t.Errorf("first Write = %v", err)
+	}
+	if err := flaky.Write(context.Background(), audit.Event{}); err != nil {
+		t.Errorf("second Write = %v", err)
+	}
+}
+
+// mapSink is a sink of a map type, nil or not.
+type mapSink map[string]int
+
+func (m mapSink) Write(_ context.Context, e audit.Event) error {
+	m[e.Task]++
+	return nil
+}
+
+// valueSink is a sink that is a plain value, never nil.
+type valueSink struct{ n *int }
+
+func (v valueSink) Write(context.Context, audit.Event) error {
+	*v.n++
+	return nil
+}
+
+// TestTeeTypedNil: nil values of a pointer, func or map type are skipped
+// like the nil interface; other values are kept.
+func TestTeeTypedNil(t *testing.T) {
+	rec := audittest.NewRecorder()
+	m := mapSink{}
+	var n int
+	sink := audit.Tee((*audit.FileSink)(nil), audit.SinkFunc(nil), mapSink(nil), (*audittest.Recorder)(nil),
+		rec, m, valueSink{&n})
+	if err := sink.Write(context.Background(), audit.Event{Task: "t"}); err != nil {
+		t.Fatalf("Write = %v", err)
+	}
+	if len(rec.Events()) != 1 || m["t"] != 1 || n != 1 {
+		t.Errorf("recorder %d, map %d, value %d; want 1 each", len(rec.Events()), m["t"], n)
+	}
+	only := audit.Tee((*audit.FileSink)(nil), audit.SinkFunc(nil))
+	if err := only.Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNoSink) {
+		t.Errorf("a Tee of nil sinks: Write = %v, want ErrNoSink", err)
+	}
+}
+
 // Tee writes to every sink and names the ones that failed: a guard in
 // strict mode denies the call.
 func ExampleTee() {

@@ -2,9 +2,9 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrChainBroken is matched (errors.Is) by every *ChainError: a record of
@@ -46,24 +47,33 @@ func (e *ChainError) Is(target error) bool { return target == ErrChainBroken }
 // VerifyOptions say what Verify requires of a log.
 type VerifyOptions struct {
 	// Keys are the public keys checkpoints may be signed with. Every
-	// checkpoint must carry a valid signature by one of them. With nil
-	// Keys signatures are not checked (Report.SignaturesChecked is false):
-	// edits are still detected, but not a rewrite of the whole log with
-	// recomputed hashes. An empty, non-nil Keys is an error.
+	// checkpoint must carry a valid signature by one of them. Verify
+	// refuses nil Keys unless Unsigned is set, and an empty, non-nil Keys.
 	Keys []ed25519.PublicKey
+	// Unsigned verifies without signatures (Keys must be nil): edits are
+	// still detected, but not a rewrite of the whole log with recomputed
+	// hashes, and Report.SignaturesChecked is false. Use it only for a log
+	// written WithoutSigning, or to read a log whose keys you do not have.
+	Unsigned bool
 	// AllowOpen accepts a log that does not end with a close checkpoint:
-	// one still being written, or left by a crash. A torn tail at the end
-	// of the last file is then reported in Report.Torn rather than failing,
-	// and Report.Unsigned counts the records no signature covers yet.
+	// one still being written, or left by a crash. Torn tails not yet
+	// recovered are then reported in Report.Torn rather than failing, and
+	// Report.Unsigned counts the records no signature covers yet.
 	AllowOpen bool
 	// After says the files start right after this checkpoint (older
-	// files were deleted): the first record must follow it. Without
+	// files were deleted): the first record must follow it. Only Seq and
+	// Hash are needed; Reason and Chain are checked when set. Without
 	// After, the first record must be the chain's first, an open
 	// checkpoint with sequence number 1.
 	After *Checkpoint
+	// Chain, if set, is the ID the log's chain must have (Report.Chain of
+	// an earlier verification, kept elsewhere): a directory wiped and
+	// refilled with a new chain, or another agent's log, then fails.
+	Chain string
 	// Anchors are checkpoints kept outside the log (see
-	// WithCheckpointFunc). Each must be in the log with the same hash, so
-	// a log cut back past an anchor fails even with AllowOpen.
+	// WithCheckpointFunc and ParseAnchors). Each must be in the log with
+	// the same hash and chain, so a log cut back past an anchor fails,
+	// even with AllowOpen.
 	Anchors []Checkpoint
 	// Prefix is the file name prefix VerifyDir looks for ("audit" if empty).
 	Prefix string
@@ -102,22 +112,60 @@ type Report struct {
 	// last checkpoint.
 	Chain string
 	Key   string
-	// LastCheckpoint is the last checkpoint verified.
-	LastCheckpoint *Checkpoint
-	// Torn lists the torn tails found, in order: at the end of a file
-	// followed by a recover checkpoint that names them, or at the end of
-	// the last file.
+	// FirstCheckpoint and LastCheckpoint are the first and last
+	// checkpoints verified.
+	FirstCheckpoint *Checkpoint
+	LastCheckpoint  *Checkpoint
+	// Torn lists the torn tails found, in order: those a later checkpoint
+	// names, and those at the end of the log not yet recovered.
 	Torn []Torn
+	// Recoveries lists the recover checkpoints, in order: where the sink
+	// restarted after the log ended without a close checkpoint.
+	Recoveries []Recovery
 	// Anchors is how many of VerifyOptions.Anchors were found in the log.
 	Anchors int
 }
 
+// Recovery is a recover checkpoint: the sink restarted on a log that did
+// not end with a close checkpoint, and went on with it.
+//
+// Records SignedThrough+1 to SignedThrough+Adopted were not sealed by any
+// signature when the sink restarted. A crash leaves such records (those
+// written since the last checkpoint), but so does someone who rewrote or
+// appended records while the sink was stopped, and the two cannot be told
+// apart: the recover checkpoint seals whatever it found. Treat those
+// records as unproven, unless a copy kept elsewhere confirms them.
+type Recovery struct {
+	// Seq is the recover checkpoint's sequence number and File the file
+	// holding it, as given to Verify.
+	Seq  uint64
+	File string
+	Time time.Time
+	// SignedThrough is the last checkpoint before the restart (the last
+	// signed one, for a signed chain) and Adopted how many records after
+	// it the recovery took in without a signature.
+	SignedThrough uint64
+	Adopted       uint64
+	// Torn are the torn tails the recover checkpoint names, with File as
+	// given to Verify.
+	Torn []Torn
+}
+
 // Verify checks a log given as its files in chain order: every record's
 // hash, the sequence numbers, the link of every record to the one before,
-// the chain ID of every checkpoint, the signatures when opts.Keys are
-// given, how each file ends and the next begins, and that the log ends
-// with a close checkpoint unless opts.AllowOpen. It returns the first
-// broken record as a *ChainError, and always a Report of what verified.
+// the chain ID of every checkpoint, the signatures (opts.Keys), how each
+// file ends and the next begins, what each recover checkpoint states, and
+// that the log ends with a close checkpoint unless opts.AllowOpen. It
+// returns the first broken record as a *ChainError, and always a Report
+// of what verified. Check Report.Recoveries: records a recovery adopted
+// are not proven (see Recovery).
+//
+// A log cut back to an earlier checkpoint (a close, every time the agent
+// restarted, or any checkpoint for an open log), the newest files
+// deleted, or the whole directory wiped and a new chain started, verifies
+// on its own: the log cannot show what is no longer there. Only what is
+// kept elsewhere detects it: anchors (opts.Anchors) and the chain ID
+// (opts.Chain).
 func Verify(opts VerifyOptions, files ...string) (*Report, error) {
 	v, err := newVerifier(opts)
 	if err != nil {
@@ -211,17 +259,26 @@ const (
 type verifier struct {
 	opts     VerifyOptions
 	anyStart bool // accept any first record (reopening reads only the last files)
-	keys     map[string]ed25519.PublicKey
-	anchors  map[uint64]Checkpoint
-	rep      Report
+	// skipOtherKeys leaves checkpoints signed by a key not given
+	// unchecked rather than failing: reopening needs only the last
+	// checkpoint's signature, which seals every record before it, and
+	// may not have the keys the chain was signed with before a key change.
+	skipOtherKeys bool
+	keys          map[string]ed25519.PublicKey
+	anchors       map[uint64]Checkpoint
+	rep           Report
 
-	seq         uint64
-	head        [sha256.Size]byte
-	chain       string
-	last        string // lastNone, lastEvent, lastUnknown or a checkpoint reason
-	pendingTorn *Torn  // the previous file's torn tail, base name
+	seq   uint64
+	head  [sha256.Size]byte
+	chain string
+	last  string // lastNone, lastEvent, lastUnknown or a checkpoint reason
+	// lastCp is the sequence number of the last checkpoint, known when
+	// the set starts at the chain's first record, after a checkpoint given
+	// as After, or once a checkpoint was read.
+	lastCp      uint64
+	lastCpKnown bool
+	pending     []Torn // torn tails not yet named by a checkpoint, File as given
 	boundary    bool   // the next record is the first of a file after another file's records
-	endTorn     *Torn  // torn tail at the end of the last file read
 
 	file     string
 	line     int
@@ -233,10 +290,15 @@ type verifier struct {
 
 func newVerifier(opts VerifyOptions) (*verifier, error) {
 	v := &verifier{opts: opts, last: lastNone}
+	switch {
+	case opts.Keys == nil && !opts.Unsigned:
+		return nil, errors.New("audit: verify: no keys: pass the public keys checkpoints are signed with, or set Unsigned to check hashes only")
+	case opts.Keys != nil && opts.Unsigned:
+		return nil, errors.New("audit: verify: both Keys and Unsigned given")
+	case opts.Keys != nil && len(opts.Keys) == 0:
+		return nil, errors.New("audit: verify: Keys is empty")
+	}
 	if opts.Keys != nil {
-		if len(opts.Keys) == 0 {
-			return nil, errors.New("audit: verify: Keys is empty; pass nil to skip signature checks")
-		}
 		v.keys = make(map[string]ed25519.PublicKey, len(opts.Keys))
 		for _, k := range opts.Keys {
 			if len(k) != ed25519.PublicKeySize {
@@ -246,10 +308,16 @@ func newVerifier(opts VerifyOptions) (*verifier, error) {
 		}
 		v.rep.SignaturesChecked = true
 	}
+	if opts.Chain != "" && (len(opts.Chain) != 32 || !isLowerHex(opts.Chain)) {
+		return nil, errors.New("audit: verify: Chain is not 32 lowercase hex digits")
+	}
 	if a := opts.After; a != nil {
 		var h [sha256.Size]byte
 		if a.Seq == 0 || !decodeHash(&h, []byte(a.Hash)) {
 			return nil, errors.New("audit: verify: After needs the checkpoint's Seq and Hash")
+		}
+		if opts.Chain != "" && a.Chain != "" && a.Chain != opts.Chain {
+			return nil, fmt.Errorf("audit: verify: After belongs to chain %s, not %s", a.Chain, opts.Chain)
 		}
 		v.chain = a.Chain
 	}
@@ -258,6 +326,9 @@ func newVerifier(opts VerifyOptions) (*verifier, error) {
 		var h [sha256.Size]byte
 		if a.Seq == 0 || !decodeHash(&h, []byte(a.Hash)) {
 			return nil, errors.New("audit: verify: an anchor needs the checkpoint's Seq and Hash")
+		}
+		if opts.Chain != "" && a.Chain != "" && a.Chain != opts.Chain {
+			return nil, fmt.Errorf("audit: verify: an anchor belongs to chain %s, not %s", a.Chain, opts.Chain)
 		}
 		v.anchors[a.Seq] = a
 	}
@@ -268,7 +339,9 @@ func (v *verifier) fail(seq uint64, format string, args ...any) error {
 	return &ChainError{File: v.file, Line: v.line, Offset: v.off, Seq: seq, Reason: fmt.Sprintf(format, args...)}
 }
 
-// verifyFile reads one file's records, then its torn tail if any.
+// verifyFile reads one file's records, then its torn tail if any: from the
+// first line without a newline or with a NUL byte (no record holds one) to
+// the end of the file.
 func (v *verifier) verifyFile(path string, last bool) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -279,53 +352,46 @@ func (v *verifier) verifyFile(path string, last bool) error {
 	v.file, v.line, v.off = path, 0, 0
 	records := 0
 	br := bufio.NewReaderSize(f, 1<<20)
-	var acc, tail []byte
+	var acc []byte
+	var torn *Torn
 	for {
 		chunk, err := br.ReadSlice('\n')
-		switch {
-		case err == bufio.ErrBufferFull:
+		if err != nil && err != bufio.ErrBufferFull && err != io.EOF {
+			return fmt.Errorf("audit: verify: %w", err)
+		}
+		if bytes.IndexByte(chunk, 0) >= 0 || (err == io.EOF && len(acc)+len(chunk) > 0) {
+			if torn, err = v.tornTail(path, acc, chunk, br); err != nil {
+				return err
+			}
+			break
+		}
+		if err == io.EOF {
+			break
+		}
+		if err == bufio.ErrBufferFull {
 			acc = append(acc, chunk...)
 			if len(acc) > maxLine {
 				v.line++
 				return v.fail(v.seq+1, "line longer than %d bytes", maxLine)
 			}
 			continue
-		case err == io.EOF:
-			tail = append(acc, chunk...)
-		case err != nil:
-			return fmt.Errorf("audit: verify: %w", err)
-		default:
-			line := chunk
-			if len(acc) > 0 {
-				acc = append(acc, chunk...)
-				line = acc
-			}
-			v.line++
-			if err := v.record(line[:len(line)-1]); err != nil {
-				return err
-			}
-			records++
-			v.off += int64(len(line))
-			acc = acc[:0]
-			continue
 		}
-		break
+		line := chunk
+		if len(acc) > 0 {
+			acc = append(acc, chunk...)
+			line = acc
+		}
+		v.line++
+		if err := v.record(line[:len(line)-1]); err != nil {
+			return err
+		}
+		records++
+		v.off += int64(len(line))
+		acc = acc[:0]
 	}
-	if len(tail) > 0 {
-		sum := sha256.Sum256(tail)
-		t := Torn{File: path, Offset: v.off, Length: int64(len(tail)), Digest: hex.EncodeToString(sum[:])}
-		v.rep.Torn = append(v.rep.Torn, t)
-		t.File = filepath.Base(path)
-		if p := v.pendingTorn; p != nil {
-			// This file has no complete record to recover the one before.
-			v.line++
-			return v.fail(v.seq+1, "%s ends torn too, and the torn tail of %s was never recovered", t.File, p.File)
-		}
-		if last {
-			v.endTorn = &t
-		} else {
-			v.pendingTorn = &t
-		}
+	if torn != nil {
+		v.rep.Torn = append(v.rep.Torn, *torn)
+		v.pending = append(v.pending, *torn)
 	} else if records == 0 && !last {
 		v.line = 1
 		return v.fail(v.seq+1, "empty file in the middle of the chain")
@@ -334,6 +400,19 @@ func (v *verifier) verifyFile(path string, last bool) error {
 		v.boundary = true
 	}
 	return nil
+}
+
+// tornTail hashes the rest of the file from the line that starts with
+// acc and chunk.
+func (v *verifier) tornTail(path string, acc, chunk []byte, br *bufio.Reader) (*Torn, error) {
+	h := sha256.New()
+	h.Write(acc)
+	h.Write(chunk)
+	n, err := io.Copy(h, br)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: %w", err)
+	}
+	return &Torn{File: path, Offset: v.off, Length: int64(len(acc)+len(chunk)) + n, Digest: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // record checks one complete line (without its newline).
@@ -359,12 +438,18 @@ func (v *verifier) record(line []byte) error {
 		cp = &c
 		cpv = checkpointValue(&r, cp, t, filepath.Base(v.file))
 	}
+	named := v.pending
 	if err := v.structure(&r, cp); err != nil {
 		return err
 	}
 	if cp != nil {
 		if err := v.checkpoint(&r, cp); err != nil {
 			return err
+		}
+		if cp.Reason == CheckpointRecover {
+			if err := v.recovery(&r, cp); err != nil {
+				return err
+			}
 		}
 	}
 	if a, ok := v.anchors[r.seq]; ok {
@@ -395,9 +480,20 @@ func (v *verifier) record(line []byte) error {
 	v.lastFile, v.lastLine, v.lastOff = v.file, v.line, v.off
 	if cp != nil {
 		v.last = cp.Reason
+		v.lastCp, v.lastCpKnown = r.seq, true
 		v.rep.Checkpoints++
 		v.rep.Key = cp.Key
 		v.rep.LastCheckpoint = &cpv
+		if v.rep.FirstCheckpoint == nil {
+			v.rep.FirstCheckpoint = &cpv
+		}
+		if cp.Reason == CheckpointRecover {
+			rc := Recovery{Seq: r.seq, File: v.file, Time: cpv.Time, SignedThrough: cp.SignedThrough, Adopted: cp.Adopted, Torn: slices.Clone(cpv.Torn)}
+			for i, j := len(named)-1, len(rc.Torn)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
+				rc.Torn[j].File = named[i].File // as given to Verify
+			}
+			v.rep.Recoveries = append(v.rep.Recoveries, rc)
+		}
 	} else {
 		v.last = lastEvent
 		v.rep.Events++
@@ -432,6 +528,7 @@ func (v *verifier) position(r *record) error {
 		case CheckpointOpen, CheckpointPeriodic, CheckpointRotate, CheckpointClose, CheckpointRecover:
 			v.last = a.Reason
 			v.boundary = a.Reason == CheckpointRotate
+			v.lastCp, v.lastCpKnown = a.Seq, true
 		}
 		return nil
 	}
@@ -440,11 +537,12 @@ func (v *verifier) position(r *record) error {
 		return nil
 	}
 	if r.seq != 1 {
-		return v.fail(r.seq, "the log starts at sequence number %d, not 1: its first records are missing (use VerifyOptions.After for a log whose old files were deleted)", r.seq)
+		return v.fail(r.seq, "the log starts at sequence number %d, not 1: its first records are missing (give the last checkpoint before it as VerifyOptions.After, or -after to agentguard-audit, for a log whose old files were deleted)", r.seq)
 	}
 	if r.prev != ([sha256.Size]byte{}) {
 		return v.fail(r.seq, "the first record's prev is not zero")
 	}
+	v.lastCpKnown = true
 	return nil
 }
 
@@ -458,24 +556,31 @@ func (v *verifier) structure(r *record, cp *wireCheckpoint) error {
 	if r.seq == 1 && reason != CheckpointOpen {
 		return v.fail(r.seq, "the first record of a chain is not an open checkpoint")
 	}
+	if len(v.pending) > 0 {
+		p := v.pending[len(v.pending)-1]
+		if reason != CheckpointRecover && (reason != CheckpointOpen || r.seq != 1) {
+			return v.fail(r.seq, "%s ends with %d torn bytes at offset %d that the next record does not recover", filepath.Base(p.File), p.Length, p.Offset)
+		}
+		// A set that starts mid-chain may miss files with earlier torn
+		// tails the checkpoint names too.
+		partial := v.rep.Records == 0 && (v.anyStart || v.opts.After != nil)
+		if !tornNamed(cp.Torn, v.pending, partial) {
+			return v.fail(r.seq, "%s checkpoint names other torn tails than the %d found before it (the last: %d bytes at offset %d of %s)", reason, len(v.pending), p.Length, p.Offset, filepath.Base(p.File))
+		}
+		v.pending = nil
+		return nil
+	}
+	if cp != nil && len(cp.Torn) > 0 {
+		if v.rep.Records == 0 && (v.anyStart || v.opts.After != nil) {
+			return nil // the torn files come before the set
+		}
+		return v.fail(r.seq, "%s checkpoint names a torn tail of %s that is not there", reason, cp.Torn[0].File)
+	}
 	if v.last == lastUnknown {
 		// The record before is not in the set: nothing to compare with.
 		return nil
 	}
 	prevFile := filepath.Base(v.lastFile)
-	if t := v.pendingTorn; t != nil {
-		if reason != CheckpointRecover || cp.Torn == nil {
-			return v.fail(r.seq, "%s ends with %d torn bytes at offset %d that the next record does not recover", t.File, t.Length, t.Offset)
-		}
-		if *cp.Torn != (wireTorn{File: t.File, Offset: t.Offset, Length: t.Length, SHA256: t.Digest}) {
-			return v.fail(r.seq, "recover checkpoint names other bytes than the torn tail of %s (%d bytes at offset %d)", t.File, t.Length, t.Offset)
-		}
-		v.pendingTorn = nil
-		return nil
-	}
-	if cp != nil && cp.Torn != nil {
-		return v.fail(r.seq, "recover checkpoint names a torn tail of %s that is not there", cp.Torn.File)
-	}
 	switch v.last {
 	case CheckpointRotate:
 		if !v.boundary {
@@ -497,11 +602,45 @@ func (v *verifier) structure(r *record, cp *wireCheckpoint) error {
 	return nil
 }
 
+// tornNamed reports whether a checkpoint's torn tails are those found,
+// or end with them when suffix.
+func tornNamed(named []wireTorn, found []Torn, suffix bool) bool {
+	if len(named) != len(found) && (!suffix || len(named) < len(found)) {
+		return false
+	}
+	named = named[len(named)-len(found):]
+	for i, t := range found {
+		if named[i] != (wireTorn{File: filepath.Base(t.File), Offset: t.Offset, Length: t.Length, SHA256: t.Digest}) {
+			return false
+		}
+	}
+	return true
+}
+
+// recovery checks what a recover checkpoint states it adopted against the
+// log: the checkpoint it was sealed through is the last one before it,
+// and the records it adopted are all those after that one.
+func (v *verifier) recovery(r *record, cp *wireCheckpoint) error {
+	if cp.SignedThrough >= r.seq || cp.Adopted != r.seq-1-cp.SignedThrough {
+		return v.fail(r.seq, "recover checkpoint says it follows seq %d and adopted %d records, which does not add up to seq %d", cp.SignedThrough, cp.Adopted, r.seq-1)
+	}
+	switch {
+	case v.lastCpKnown && cp.SignedThrough != v.lastCp:
+		return v.fail(r.seq, "recover checkpoint says the log was sealed through seq %d, but the last checkpoint before it is seq %d", cp.SignedThrough, v.lastCp)
+	case !v.lastCpKnown && v.rep.Records > 0 && cp.SignedThrough >= v.rep.First:
+		return v.fail(r.seq, "recover checkpoint says the log was sealed through seq %d, which is not a checkpoint", cp.SignedThrough)
+	}
+	return nil
+}
+
 // checkpoint checks a checkpoint's chain ID and signature.
 func (v *verifier) checkpoint(r *record, cp *wireCheckpoint) error {
 	if v.chain == "" {
 		v.chain = cp.Chain
 		v.rep.Chain = cp.Chain
+		if c := v.opts.Chain; c != "" && c != v.chain {
+			return v.fail(r.seq, "the log is chain %s, not chain %s: the log was replaced by another (a directory wiped and started again, or another agent's log)", v.chain, c)
+		}
 		for _, a := range v.opts.Anchors {
 			if a.Chain != "" && a.Chain != v.chain {
 				return v.fail(r.seq, "an anchor belongs to chain %s, the log is chain %s", a.Chain, v.chain)
@@ -517,11 +656,14 @@ func (v *verifier) checkpoint(r *record, cp *wireCheckpoint) error {
 		return v.fail(r.seq, "checkpoint is not signed")
 	}
 	pub, ok := v.keys[cp.Key]
+	if !ok && v.skipOtherKeys {
+		return nil
+	}
 	if !ok {
 		return v.fail(r.seq, "checkpoint is signed by key %s, which is not one of the keys given", cp.Key)
 	}
-	sig, _ := base64.StdEncoding.DecodeString(cp.Sig)
-	msg := checkpointMessage(cp.Chain, r.seq, hex.EncodeToString(r.prev[:]), cp.Reason, cp.Time, cp.Key, cp.Torn)
+	sig, _ := strictBase64.DecodeString(cp.Sig)
+	msg := checkpointMessage(cp.Chain, r.seq, hex.EncodeToString(r.prev[:]), cp)
 	if !ed25519.Verify(pub, msg, sig) {
 		return v.fail(r.seq, "checkpoint signature does not verify: the records it seals were changed, or it was forged")
 	}
@@ -533,16 +675,26 @@ func (v *verifier) checkpoint(r *record, cp *wireCheckpoint) error {
 // finish applies the end-of-log rules and completes the report.
 func (v *verifier) finish() error {
 	defer v.finishReport()
+	var newest uint64
 	for _, a := range v.opts.Anchors {
-		if a.Seq > v.seq {
-			return v.endFail(v.seq, "the log ends at seq %d but an anchor was kept for seq %d: the log was cut back", v.seq, a.Seq)
-		}
+		newest = max(newest, a.Seq)
+	}
+	if newest > v.seq {
+		return v.endFail(v.seq, "the log ends at seq %d but an anchor was kept for seq %d: the log was cut back", v.seq, newest)
+	}
+	if c := v.opts.Chain; c != "" && v.chain == "" {
+		return v.endFail(v.seq, "no checkpoint names the chain: it cannot be shown to be chain %s", c)
 	}
 	if v.opts.AllowOpen {
 		return nil
 	}
-	if t := v.endTorn; t != nil {
-		v.line++
+	if len(v.pending) > 0 {
+		t := v.pending[0]
+		v.file, v.off = t.File, t.Offset
+		v.line = 1
+		if t.File == v.lastFile {
+			v.line = v.lastLine + 1
+		}
 		return v.fail(v.seq+1, "%d torn bytes after the last record: the writer stopped mid-record", t.Length)
 	}
 	if v.last != CheckpointClose {
@@ -564,7 +716,7 @@ func (v *verifier) finishReport() {
 		v.rep.Head = hex.EncodeToString(v.head[:])
 	}
 	v.rep.Chain = v.chain
-	v.rep.Closed = v.last == CheckpointClose && v.endTorn == nil
+	v.rep.Closed = v.last == CheckpointClose && len(v.pending) == 0
 	if v.rep.SignedThrough == 0 {
 		v.rep.Unsigned = v.rep.Records
 	} else {

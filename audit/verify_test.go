@@ -5,11 +5,14 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -165,13 +168,20 @@ func TestVerifyOpenLog(t *testing.T) {
 	})
 
 	t.Run("without keys", func(t *testing.T) {
-		// Without keys, a rewrite with recomputed hashes goes unseen, and
-		// the report says signatures were not checked.
+		// Without keys Verify refuses, unless told to skip signatures:
+		// then a rewrite with recomputed hashes goes unseen, and the
+		// report says signatures were not checked.
 		f := baseLog(t, t.TempDir(), key)
 		ls := lines(t, f)
 		ls[2] = bytes.Replace(ls[2], []byte(callID(1)), []byte("call-forged"), 1)
 		writeLines(t, f, rechain(t, ls, 0, nil))
-		rep, err := Verify(VerifyOptions{}, f)
+		if _, err := Verify(VerifyOptions{}, f); err == nil || !strings.Contains(err.Error(), "Unsigned") {
+			t.Fatalf("Verify without keys or Unsigned: %v", err)
+		}
+		if _, err := Verify(VerifyOptions{Keys: keys, Unsigned: true}, f); err == nil {
+			t.Fatal("Verify with both Keys and Unsigned succeeded")
+		}
+		rep, err := Verify(VerifyOptions{Unsigned: true}, f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -445,13 +455,13 @@ func TestChainErrorMessage(t *testing.T) {
 
 func TestVerifyDirWithoutFiles(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := VerifyDir(dir, VerifyOptions{}); err == nil || !strings.HasPrefix(err.Error(), "audit: ") {
+	if _, err := VerifyDir(dir, VerifyOptions{Unsigned: true}); err == nil || !strings.HasPrefix(err.Error(), "audit: ") {
 		t.Fatalf("VerifyDir of an empty directory: %v", err)
 	}
-	if _, err := Verify(VerifyOptions{}); err == nil {
-		t.Fatal("Verify of no files succeeded")
+	if _, err := Verify(VerifyOptions{Unsigned: true}); err == nil || !strings.Contains(err.Error(), "no files") {
+		t.Fatalf("Verify of no files: %v", err)
 	}
-	if _, err := Verify(VerifyOptions{}, filepath.Join(dir, "missing.jsonl")); err == nil || errors.Is(err, ErrChainBroken) {
+	if _, err := Verify(VerifyOptions{Unsigned: true}, filepath.Join(dir, "missing.jsonl")); err == nil || errors.Is(err, ErrChainBroken) || !os.IsNotExist(errors.Unwrap(err)) {
 		t.Fatalf("Verify of a missing file: %v", err)
 	}
 }
@@ -466,4 +476,240 @@ func flipHashDigit(line []byte) []byte {
 		out[i] = '0'
 	}
 	return out
+}
+
+// TestRecoverStatesWhatItAdopted: someone without the key drops the close
+// checkpoint, edits an event after the last periodic checkpoint, appends a
+// forged one and recomputes the hashes. The restarted sink cannot tell this
+// from a crash, but its recover checkpoint states, under its signature,
+// that the three records after seq 11 were adopted unsealed.
+func TestRecoverStatesWhatItAdopted(t *testing.T) {
+	key, pub := testKey("adopted")
+	keys := []ed25519.PublicKey{pub}
+	dir := t.TempDir()
+	f := baseLog(t, dir, key)
+	ls := lines(t, f)[:13] // without the close checkpoint
+	ls[11] = bytes.Replace(ls[11], []byte(`"decision":"allow"`), []byte(`"decision":"deny"`), 1)
+	ls = append(ls, bytes.Replace(slices.Clone(ls[12]), []byte(callID(9)), []byte("call-FORGED"), 1))
+	writeLines(t, f, rechain(t, ls, 0, nil))
+
+	s := newTestSink(t, dir, WithSigningKey(key))
+	shutdown(t, s)
+	rep, err := VerifyDir(dir, VerifyOptions{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Recoveries) != 1 {
+		t.Fatalf("recoveries %+v", rep.Recoveries)
+	}
+	if r := rep.Recoveries[0]; r.Seq != 15 || r.SignedThrough != 11 || r.Adopted != 3 || r.File != f || len(r.Torn) != 0 {
+		t.Fatalf("recovery %+v, want seq 15 sealed through 11, 3 adopted", r)
+	}
+	recoverLine := lines(t, f)[14]
+	if !bytes.Contains(recoverLine, []byte(`"reason":"recover"`)) || !bytes.Contains(recoverLine, []byte(`"signed_through":11,"adopted":3`)) {
+		t.Fatalf("recover record %s", recoverLine)
+	}
+
+	// The statement is signed, and checked against the log even unsigned.
+	for _, tc := range []struct {
+		from, to string
+		opts     VerifyOptions
+		reason   string
+	}{
+		{`"signed_through":11,"adopted":3`, `"signed_through":14`, VerifyOptions{Keys: keys}, "signature does not verify"},
+		{`"signed_through":11,"adopted":3`, `"signed_through":14`, VerifyOptions{Unsigned: true}, "the last checkpoint before it is seq 11"},
+		{`"signed_through":11,"adopted":3`, `"signed_through":11,"adopted":2`, VerifyOptions{Unsigned: true}, "does not add up"},
+	} {
+		all := lines(t, f)
+		all[14] = bytes.Replace(slices.Clone(all[14]), []byte(tc.from), []byte(tc.to), 1)
+		g := filepath.Join(t.TempDir(), "audit-000001.jsonl")
+		writeLines(t, g, rechain(t, all, 0, nil))
+		_, err := Verify(tc.opts, g)
+		wantBroken(t, err, g, 15, 15, tc.reason)
+	}
+}
+
+// checkpointLog collects the checkpoints a sink hands over as JSON lines,
+// as an operator keeping anchors would.
+type checkpointLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	cps []Checkpoint
+}
+
+func (l *checkpointLog) add(c Checkpoint) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err)
+	}
+	l.mu.Lock()
+	l.buf.Write(append(b, '\n'))
+	l.cps = append(l.cps, c)
+	l.mu.Unlock()
+}
+
+func TestVerifyTruncationToAnEarlierClose(t *testing.T) {
+	key, pub := testKey(t.Name())
+	keys := []ed25519.PublicKey{pub}
+	dir := t.TempDir()
+	var kept checkpointLog
+	for run := range 2 {
+		s := newTestSink(t, dir, WithSigningKey(key), WithCheckpointFunc(kept.add))
+		mustWrite(t, s, ids(run*3, run*3+3)...)
+		shutdown(t, s)
+	}
+	anchors, err := ParseAnchors(bytes.NewReader(kept.buf.Bytes()))
+	if err != nil || len(anchors) != 4 {
+		t.Fatalf("%d anchors: %v", len(anchors), err)
+	}
+	if rep, err := VerifyDir(dir, VerifyOptions{Keys: keys, Anchors: anchors}); err != nil || rep.Anchors != 4 {
+		t.Fatalf("the whole log with its anchors: %v %+v", err, rep)
+	}
+
+	// Cut the log right after the first close: open, 3 events, close.
+	f := filepath.Join(dir, "audit-000001.jsonl")
+	writeLines(t, f, lines(t, f)[:5])
+	rep, err := VerifyDir(dir, VerifyOptions{Keys: keys})
+	if err != nil || !rep.Closed || rep.Events != 3 {
+		t.Fatalf("on its own, the cut log verifies as closed (what anchors are for): %v %+v", err, rep)
+	}
+	_, err = VerifyDir(dir, VerifyOptions{Keys: keys, Anchors: anchors})
+	wantBroken(t, err, f, 5, 5, "the log was cut back")
+}
+
+func TestVerifyChainPinned(t *testing.T) {
+	key, pub := testKey(t.Name())
+	keys := []ed25519.PublicKey{pub}
+	dir := t.TempDir()
+	var kept checkpointLog
+	s := newTestSink(t, dir, WithSigningKey(key), WithCheckpointFunc(kept.add))
+	mustWrite(t, s, ids(0, 3)...)
+	shutdown(t, s)
+	rep, err := VerifyDir(dir, VerifyOptions{Keys: keys, Chain: kept.cps[0].Chain})
+	if err != nil || rep.Chain != kept.cps[0].Chain {
+		t.Fatalf("%v %+v", err, rep)
+	}
+
+	// Wipe the directory: the next sink starts a new chain, valid alone.
+	for _, f := range s.Files() {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = newTestSink(t, dir, WithSigningKey(key))
+	mustWrite(t, s, "after-the-wipe")
+	shutdown(t, s)
+	if _, err := VerifyDir(dir, VerifyOptions{Keys: keys}); err != nil {
+		t.Fatalf("the new chain alone: %v", err)
+	}
+	f := s.Files()[0]
+	_, err = VerifyDir(dir, VerifyOptions{Keys: keys, Chain: kept.cps[0].Chain})
+	wantBroken(t, err, f, 1, 1, "not chain "+kept.cps[0].Chain)
+	_, err = VerifyDir(dir, VerifyOptions{Keys: keys, Anchors: kept.cps})
+	wantBroken(t, err, f, 1, 1, "an anchor belongs to chain")
+
+	for _, opts := range []VerifyOptions{
+		{Keys: keys, Chain: "not-a-chain"},
+		{Keys: keys, Chain: strings.Repeat("a", 32), After: &Checkpoint{Seq: 1, Hash: strings.Repeat("b", 64), Chain: strings.Repeat("c", 32)}},
+		{Keys: keys, Chain: strings.Repeat("a", 32), Anchors: []Checkpoint{{Seq: 1, Hash: strings.Repeat("b", 64), Chain: strings.Repeat("c", 32)}}},
+	} {
+		if _, err := VerifyDir(dir, opts); err == nil || errors.Is(err, ErrChainBroken) {
+			t.Errorf("options %+v: %v, want an error about the options", opts, err)
+		}
+	}
+}
+
+func TestCheckpointJSONRoundTrip(t *testing.T) {
+	key, pub := testKey(t.Name())
+	dir := t.TempDir()
+	// A log that ends torn, so that a recover checkpoint states all it can.
+	f := baseLog(t, dir, key)
+	ls := lines(t, f)
+	writeLines(t, f, append(ls[:12], ls[12][:30]))
+	var kept checkpointLog
+	s := newTestSink(t, dir, WithSigningKey(key), WithCheckpointFunc(kept.add))
+	shutdown(t, s)
+	if len(kept.cps) != 2 || kept.cps[0].Reason != CheckpointRecover || len(kept.cps[0].Torn) != 1 || kept.cps[0].Adopted != 1 || kept.cps[0].SignedThrough != 11 {
+		t.Fatalf("checkpoints %+v", kept.cps)
+	}
+	parsed, err := ParseAnchors(bytes.NewReader(kept.buf.Bytes()))
+	if err != nil || !reflect.DeepEqual(parsed, kept.cps) {
+		t.Fatalf("ParseAnchors: %v\n got %+v\nwant %+v", err, parsed, kept.cps)
+	}
+	for _, c := range kept.cps {
+		var back Checkpoint
+		b, _ := json.Marshal(c)
+		if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, c) {
+			t.Fatalf("round trip of %s: %v %+v", b, err, back)
+		}
+		ev := CheckpointEvent(c)
+		if ev.Kind != KindCheckpoint || ev.Reason != c.Reason || !ev.Time.Equal(c.Time) {
+			t.Fatalf("CheckpointEvent %+v", ev)
+		}
+		fromEvent, err := ParseAnchors(bytes.NewReader(ev.Args))
+		if err != nil || len(fromEvent) != 1 || !reflect.DeepEqual(fromEvent[0], c) {
+			t.Fatalf("the event's Args do not parse back: %v %+v", err, fromEvent)
+		}
+	}
+	rep, err := VerifyDir(dir, VerifyOptions{Keys: []ed25519.PublicKey{pub}, Anchors: parsed})
+	if err != nil || !reflect.DeepEqual(*rep.LastCheckpoint, kept.cps[1]) || rep.Anchors != 2 {
+		t.Fatalf("%v: verified %+v, shipped %+v", err, rep.LastCheckpoint, kept.cps[1])
+	}
+}
+
+func TestParseAnchorsRefusesOtherLines(t *testing.T) {
+	good := `{"seq":3,"hash":"` + strings.Repeat("a", 64) + `","prev":"","reason":"close","time":"2025-01-01T00:00:00Z","chain":"","file":""}`
+	if cps, err := ParseAnchors(strings.NewReader("\n" + good + "\n\n" + good)); err != nil || len(cps) != 2 {
+		t.Fatalf("good anchors: %v %+v", err, cps)
+	}
+	for name, in := range map[string]string{
+		"not JSON":       "seq 3\n",
+		"unknown key":    strings.Replace(good, `"file"`, `"files"`, 1),
+		"no hash":        strings.Replace(good, strings.Repeat("a", 64), "", 1),
+		"upper-case":     strings.Replace(good, strings.Repeat("a", 64), strings.Repeat("A", 64), 1),
+		"no seq":         strings.Replace(good, `"seq":3`, `"seq":0`, 1),
+		"two on a line":  good + " " + good,
+		"second bad":     good + "\n{",
+		"a JSON array":   "[" + good + "]",
+		"a torn object":  good[:40],
+		"string for seq": strings.Replace(good, `"seq":3`, `"seq":"3"`, 1),
+	} {
+		if _, err := ParseAnchors(strings.NewReader(in)); err == nil || !strings.HasPrefix(err.Error(), "audit: anchors: ") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestVerifyRefusesReencodedCheckpoint: a checkpoint re-encoded (same
+// meaning, other bytes) with its record's hash recomputed is refused, so
+// that a checkpoint, and the head hash an anchor keeps, has one encoding.
+func TestVerifyRefusesReencodedCheckpoint(t *testing.T) {
+	key, pub := testKey("reencode")
+	f := baseLog(t, t.TempDir(), key)
+	ls := lines(t, f)
+	closeLine := ls[13]
+	v := view(t, closeLine)
+	sig := v.Checkpoint.Sig
+	flipped := []byte(sig)
+	flipped[len(sig)-3] ^= 1 // a padding bit of the last digit before "=="
+	for _, tc := range []struct{ name, from, to string }{
+		{"a space", `"reason":"close"`, `"reason": "close"`},
+		{"keys reordered", `"reason":"close","time":"` + v.Checkpoint.Time + `"`, `"time":"` + v.Checkpoint.Time + `","reason":"close"`},
+		{"a repeated key", `"reason":"close"`, `"reason":"periodic","REASON":"close","torn":null`},
+		{"an escape", `"reason":"close"`, `"reason":"\u0063lose"`},
+		{"a newline in the signature", sig, sig[:40] + `\n` + sig[40:]},
+		{"padding bits", sig, string(flipped)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := slices.Clone(ls)
+			out[13] = bytes.Replace(slices.Clone(closeLine), []byte(tc.from), []byte(tc.to), 1)
+			if bytes.Equal(out[13], closeLine) {
+				t.Fatal("nothing replaced")
+			}
+			g := filepath.Join(t.TempDir(), "audit-000001.jsonl")
+			writeLines(t, g, rechain(t, out, 0, nil))
+			_, err := Verify(VerifyOptions{Keys: []ed25519.PublicKey{pub}}, g)
+			wantBroken(t, err, g, 14, 14, "malformed checkpoint")
+		})
+	}
 }

@@ -90,6 +90,14 @@ func (i Identity) String() string {
 // Identity is called on every guarded call, possibly from many goroutines at
 // once; implementations must be safe for concurrent use and should answer
 // from memory once warm. An error denies the call.
+//
+// The answer may depend on ctx: one guard may serve several agents, one per
+// context (in-process sub-agents, for instance). The guard's audit records
+// each SPIFFE ID the first time it sees it and each rotation of its SVID,
+// once, whatever the order of the calls. An error is recorded as the
+// identity lost, and the next answer as the identity regained: a source
+// that fails for some contexts and not others has both recorded at every
+// switch between them.
 type Source interface {
 	Identity(ctx context.Context) (Identity, error)
 }

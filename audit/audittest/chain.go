@@ -22,12 +22,13 @@ func NewSigningKey(t testing.TB) (ed25519.PrivateKey, ed25519.PublicKey) {
 
 // VerifyChain verifies the closed chain in dir (audit.VerifyDir with the
 // default prefix) and fails the test with the broken record if it does not
-// verify. With a nil pub signatures are not checked.
+// verify. With a nil pub signatures are not checked (VerifyOptions.Unsigned),
+// as for a chain written WithoutSigning.
 func VerifyChain(t testing.TB, dir string, pub ed25519.PublicKey) *audit.Report {
 	t.Helper()
-	var opts audit.VerifyOptions
+	opts := audit.VerifyOptions{Unsigned: true}
 	if pub != nil {
-		opts.Keys = []ed25519.PublicKey{pub}
+		opts = audit.VerifyOptions{Keys: []ed25519.PublicKey{pub}}
 	}
 	rep, err := audit.VerifyDir(dir, opts)
 	if err != nil {
@@ -43,7 +44,7 @@ func VerifyChain(t testing.TB, dir string, pub ed25519.PublicKey) *audit.Report 
 func ReadEvents(t testing.TB, files ...string) []audit.Event {
 	t.Helper()
 	var events []audit.Event
-	opts := audit.VerifyOptions{AllowOpen: true, OnEvent: func(_ uint64, e audit.Event) { events = append(events, e) }}
+	opts := audit.VerifyOptions{Unsigned: true, AllowOpen: true, OnEvent: func(_ uint64, e audit.Event) { events = append(events, e) }}
 	var err error
 	if len(files) == 1 {
 		if fi, serr := os.Stat(files[0]); serr == nil && fi.IsDir() {

@@ -35,8 +35,12 @@ func TestChainHelpers(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := audittest.VerifyChain(t, dir, pub)
-	if rep.Events != 3 || !rep.Closed || rep.Signed != 2 {
+	if rep.Events != 3 || !rep.Closed || rep.Signed != 2 || !rep.SignaturesChecked {
 		t.Fatalf("report %+v", rep)
+	}
+	// Without a key, the hashes are checked and the signatures are not.
+	if rep := audittest.VerifyChain(t, dir, nil); rep.Events != 3 || rep.SignaturesChecked {
+		t.Fatalf("report without a key %+v", rep)
 	}
 	for _, events := range [][]audit.Event{audittest.ReadEvents(t, dir), audittest.ReadEvents(t, sink.Files()...)} {
 		if len(events) != 3 || events[0].CallID != "c1" || events[2].CallID != "c3" {

@@ -125,9 +125,10 @@ func ExpectNone(t testing.TB, events []audit.Event, w Want) {
 
 // ExpectNoSecret fails the test (t.Fatalf) when the JSON of any event
 // holds any of the secrets: as it is, in hexadecimal (lower or upper
-// case), in base64 (standard or URL alphabet, padded or not), or as JSON
-// escapes it (json.Marshal replaces <, > and & with \u escapes, for
-// instance). The message names the event and the form found, never the
+// case), in base64 (standard or URL alphabet, padded or not, alone or
+// inside a longer base64 text, such as an HTTP Basic credential
+// "user:<secret>"), or as JSON escapes it (json.Marshal replaces <, >
+// and & with \u escapes, for instance). The message names the event and the form found, never the
 // secret. An empty secret fails the test: it would be found everywhere.
 func ExpectNoSecret(t testing.TB, events []audit.Event, secrets ...string) {
 	t.Helper()
@@ -166,15 +167,50 @@ func secretForms(s string) []secretForm {
 		{"as it is", s},
 		{"in hex", hex.EncodeToString(b)},
 		{"in upper-case hex", strings.ToUpper(hex.EncodeToString(b))},
-		{"in base64", base64.RawStdEncoding.EncodeToString(b)},
-		{"in URL-safe base64", base64.RawURLEncoding.EncodeToString(b)},
 	}
 	if q, err := json.Marshal(s); err == nil {
 		forms = append(forms, secretForm{"JSON-escaped", string(q[1 : len(q)-1])})
 	}
-	// The unpadded base64 forms are prefixes of the padded ones, so they
-	// find both.
+	// In base64, s shows as the characters it alone decides, which depend
+	// on where it starts in the encoded bytes: 0, 1 or 2 bytes past a
+	// 3-byte group. These forms are in the padded encodings too.
+	for _, alpha := range []struct {
+		name string
+		enc  *base64.Encoding
+	}{{"base64", base64.RawStdEncoding}, {"URL-safe base64", base64.RawURLEncoding}} {
+		for k := range 3 {
+			f := base64Inner(alpha.enc, b, k)
+			switch {
+			case len(f) >= minBase64Form:
+			case k == 0:
+				f = alpha.enc.EncodeToString(b) // too short to look for inside others
+			default:
+				continue
+			}
+			name := "in " + alpha.name
+			if k > 0 {
+				name += fmt.Sprintf(" (%d bytes into a 3-byte group)", k)
+			}
+			forms = append(forms, secretForm{name, f})
+		}
+	}
 	return forms
+}
+
+// minBase64Form is the length of the shortest base64 form of a secret
+// looked for inside other base64 text: shorter ones would match by chance.
+const minBase64Form = 4
+
+// base64Inner returns the characters of enc's encoding of b that b alone
+// decides, when b starts k bytes into a 3-byte group of longer encoded
+// bytes: the characters whose 6 bits all come from b.
+func base64Inner(enc *base64.Encoding, b []byte, k int) string {
+	full := enc.EncodeToString(append(make([]byte, k), b...))
+	first, end := (8*k+5)/6, 8*(k+len(b))/6
+	if end <= first {
+		return ""
+	}
+	return full[first:end]
 }
 
 // List renders events one per line, with the fields that tell them apart:

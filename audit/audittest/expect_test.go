@@ -200,6 +200,20 @@ func TestExpectNoSecret(t *testing.T) {
 			}
 		})
 	}
+	// Inside a longer base64 text, at each of the three places a byte
+	// can take in a 3-byte group, in either alphabet.
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		for _, prefix := range []string{"", "u:", "us:", "user:", "a"} {
+			for _, suffix := range []string{"", "!", "!!"} {
+				blob := enc.EncodeToString([]byte(prefix + secret + suffix))
+				evs := events()
+				evs[1].Error = "request had Authorization: Basic " + blob
+				if failed, _ := run(func(tb testing.TB) { audittest.ExpectNoSecret(tb, evs, secret) }); !failed {
+					t.Errorf("a secret in base64 of %q+secret+%q went unnoticed (%s)", prefix, suffix, blob)
+				}
+			}
+		}
+	}
 	t.Run("clean", func(t *testing.T) {
 		if failed, msg := run(func(tb testing.TB) { audittest.ExpectNoSecret(tb, events(), secret) }); failed {
 			t.Errorf("clean events reported: %s", msg)

@@ -12,7 +12,8 @@
 // It prints each decision and each audit event. The tools it trusts are
 // pinned in agentguard.lock. Every audit event also goes to a hash-chained
 // audit file whose checkpoints are signed with an Ed25519 key; at the end
-// the quickstart verifies the file, and shows that an edited copy fails.
+// the quickstart verifies the file, and shows that an edited copy fails
+// and that a copy cut short fails against the checkpoints kept aside.
 //
 // Credentials come from the local issuer (credentials/local, for
 // development): a short-lived access token for the task, the payments

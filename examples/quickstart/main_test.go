@@ -26,12 +26,12 @@ func TestQuickstartTranscript(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	// The audit file holds what the transcript showed, in a chain that
-	// verifies (the signing key was the run's own: hashes only here).
+	// verifies (the signing key was the run's own: hashes only here, explicitly).
 	runs, _ := filepath.Glob(filepath.Join(dir, "agentguard-audit-*"))
 	if len(runs) != 1 {
 		t.Fatalf("audit directories %v, want one", runs)
 	}
-	if _, err := audit.VerifyDir(runs[0], audit.VerifyOptions{}); err != nil {
+	if _, err := audit.VerifyDir(runs[0], audit.VerifyOptions{Unsigned: true}); err != nil {
 		t.Errorf("audit file: %v", err)
 	}
 	files, _ := filepath.Glob(filepath.Join(runs[0], "audit-*.jsonl"))
@@ -76,7 +76,8 @@ func TestQuickstartTranscript(t *testing.T) {
 		`reason="identity acquired" outcome=ok`,
 		`args={"body":"[REDACTED]","to":"team@example.com"}`,
 		"checkpoints signed by ed25519:",
-		"closed: chain intact",
+		"anchors kept elsewhere found: chain intact",
+		"a copy cut back by its last 3 records passes as a log still open, but not against the anchors: the log ends at seq 20 but an anchor was kept for seq 23",
 		"a copy with one denial edited into an allow fails at line 8 (seq 8): hash mismatch",
 	} {
 		if !strings.Contains(s, want) {
