@@ -153,3 +153,31 @@ func TestFileSinkFailureDenies(t *testing.T) {
 		t.Error("sink.Err() = nil after a failed rotation")
 	}
 }
+
+// TestTeeOfFailedFileSinkDenies: a program that ignored NewFileSink's error
+// hands Tee a nil *FileSink. In strict mode its calls are denied, never run
+// with the file's copy of the trail missing.
+func TestTeeOfFailedFileSinkDenies(t *testing.T) {
+	file, err := audit.NewFileSink(t.TempDir()) // no signing key: refused
+	if err == nil {
+		t.Fatal("NewFileSink without a key or WithoutSigning succeeded")
+	}
+	rec := audittest.NewRecorder()
+	g, err := agentguard.New(
+		agentguard.WithIdentity(identity.NewStaticSource(identity.MustParse(agentguardtest.AgentID))),
+		agentguard.WithPolicy(policytest.AllowAll()),
+		agentguard.WithAudit(audit.Tee(file, rec)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(context.Background())
+	var runs atomic.Int64
+	_, err = g.Invoke(context.Background(), counted("lookup", &runs), agentguard.Call{Name: "lookup", Args: []byte(`{}`)})
+	if !errors.Is(err, agentguard.ErrAudit) || !errors.Is(err, audit.ErrNilSink) {
+		t.Fatalf("err = %v, want ErrAudit wrapping audit.ErrNilSink", err)
+	}
+	if runs.Load() != 0 {
+		t.Error("the tool ran although its audit trail was half gone")
+	}
+}

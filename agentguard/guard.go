@@ -175,9 +175,12 @@ func (g *Guard) openTasks() []*Task {
 // writeAudit writes e. In strict mode a failure is returned wrapping
 // ErrAudit; in best-effort mode it is logged and nil is returned. The
 // guard's metrics count e (a tool call, a lease event) whether or not the
-// sink failed, and count the failure.
+// sink failed, and count the failure. A sink that panics has failed: the
+// panic is recovered and returned as an ErrAudit failure, in either mode,
+// so that what the record was for (a call, a suspension, a review) does
+// not go ahead half done.
 func (g *Guard) writeAudit(ctx context.Context, e audit.Event) error {
-	return g.writeAuditEvent(ctx, e, true)
+	return g.writeAuditRecovered(ctx, e, true)
 }
 
 // rewriteAudit writes again a record whose first write failed: the metrics

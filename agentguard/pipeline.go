@@ -460,7 +460,12 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 	}
 	// Leases issued for earlier calls whose records could not be written.
 	for _, c := range p.creds {
-		if rec, ok := task.takeUnaudited(c.LeaseID); ok {
+		rec, ok, err := task.takeUnaudited(ctx, c.LeaseID)
+		if err != nil {
+			aerr = errors.Join(aerr, err)
+			continue
+		}
+		if ok {
 			if err := g.writeAuditRecovered(ctx, rec, false); err != nil {
 				task.setUnaudited(c.LeaseID, rec)
 				aerr = errors.Join(aerr, err)
@@ -506,13 +511,17 @@ func (p *call) recordLeaseEvents(ctx context.Context, task *Task, evs []credenti
 	for _, e := range evs {
 		rec := p.credentialEvent(e)
 		lease := e.Kind == credentials.EventIssued || e.Kind == credentials.EventRefreshed
+		var writing *unauditedLease
 		if lease {
-			// Noted before the write and taken back once it succeeded, so
-			// that whatever happens in between, the lease, cached for
-			// the task, is not used unaudited.
-			task.setUnaudited(e.LeaseID, rec)
+			// Noted before the write, so that until it ends the lease,
+			// cached for the task, is used by no other call, and kept
+			// if the write fails, for the next call to write.
+			writing = task.writingLease(e.LeaseID, rec)
 		}
 		werr := p.g.writeAuditRecovered(ctx, rec, true)
+		if writing != nil {
+			task.wroteLease(e.LeaseID, writing, werr == nil)
+		}
 		aerr = errors.Join(aerr, werr)
 		switch {
 		case lease:
@@ -520,9 +529,6 @@ func (p *call) recordLeaseEvents(ctx context.Context, task *Task, evs []credenti
 				kinds = map[string]credentials.EventKind{}
 			}
 			kinds[e.LeaseID] = e.Kind
-			if werr == nil {
-				task.takeUnaudited(e.LeaseID)
-			}
 		case e.Kind != credentials.EventFailed || !failed:
 			p.span.AddEvent(EventCredential, trace.WithAttributes(credentialAttrs(e)...))
 		}

@@ -102,8 +102,10 @@ type Task struct {
 	// denied because the task ended are denied as suspended.
 	endCause error
 	// unaudited holds the records of leases whose issue could not be
-	// audited, by lease ID, to be written before the lease is used.
-	unaudited map[string]audit.Event
+	// audited, or is being written, by lease ID: a call that gets such a
+	// lease from the cache waits for the write, and writes a failed
+	// record itself, before it uses the lease.
+	unaudited map[string]*unauditedLease
 	// leasedCreds are the latest credentials the task's calls used (at
 	// most maxLeasedCreds): the recorded arguments of any call in the task
 	// are scrubbed of them, since a tool's output may have shown one to
@@ -561,25 +563,73 @@ func (t *Task) leasedCredentials() []*credentials.Credential {
 	return slices.Clone(t.leasedCreds)
 }
 
+// unauditedLease is the record of a lease not written yet.
+type unauditedLease struct {
+	rec audit.Event
+	// writing is closed when the write under way ends; nil when none is.
+	writing chan struct{}
+}
+
 // setUnaudited keeps the record of a lease that could not be written.
 func (t *Task) setUnaudited(lease string, rec audit.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.unaudited == nil {
-		t.unaudited = map[string]audit.Event{}
+		t.unaudited = map[string]*unauditedLease{}
 	}
-	t.unaudited[lease] = rec
+	t.unaudited[lease] = &unauditedLease{rec: rec}
 }
 
-// takeUnaudited removes and returns the unwritten record of a lease.
-func (t *Task) takeUnaudited(lease string) (audit.Event, bool) {
+// writingLease notes that the record of a lease is being written, before
+// the write: until it ends (wroteLease), no other call uses the lease.
+func (t *Task) writingLease(lease string, rec audit.Event) *unauditedLease {
+	u := &unauditedLease{rec: rec, writing: make(chan struct{})}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rec, ok := t.unaudited[lease]
-	if ok {
+	if t.unaudited == nil {
+		t.unaudited = map[string]*unauditedLease{}
+	}
+	t.unaudited[lease] = u
+	return u
+}
+
+// wroteLease ends the write writingLease noted: a record written is
+// forgotten, one that failed is kept for the next call to write.
+func (t *Task) wroteLease(lease string, u *unauditedLease, written bool) {
+	t.mu.Lock()
+	if written && t.unaudited[lease] == u {
 		delete(t.unaudited, lease)
 	}
-	return rec, ok
+	ch := u.writing
+	u.writing = nil
+	t.mu.Unlock()
+	close(ch)
+}
+
+// takeUnaudited removes and returns the unwritten record of a lease. If
+// another call is writing it, it waits for that write (bounded by ctx):
+// a lease is never used while its record may still fail.
+func (t *Task) takeUnaudited(ctx context.Context, lease string) (audit.Event, bool, error) {
+	for {
+		t.mu.Lock()
+		u, ok := t.unaudited[lease]
+		if !ok {
+			t.mu.Unlock()
+			return audit.Event{}, false, nil
+		}
+		if ch := u.writing; ch != nil {
+			t.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return audit.Event{}, false, fmt.Errorf("%w: waiting for the record of lease %s: %w", ErrAudit, lease, context.Cause(ctx))
+			}
+		}
+		delete(t.unaudited, lease)
+		t.mu.Unlock()
+		return u.rec, true, nil
+	}
 }
 
 // record adds what one executed call did to the task's state: the tool

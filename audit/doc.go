@@ -2,10 +2,11 @@
 //
 // The guard writes one [Event] to a [Sink] per tool call (allowed or
 // denied), task start (or refusal) and end, credential issue, refresh,
-// failure and revocation, policy reload, reviewed tool or prompt change,
-// delegation, suspension and resumption, refused tool listing, and change
-// of the agent's identity (acquired, changed, lost, regained, SVID
-// rotated). Records of decisions name the policy set's digest, the
+// failure and revocation, reviewed tool or prompt change, delegation,
+// suspension and resumption, refused tool listing, and change of the
+// agent's identity (acquired, lost, regained, SVID rotated). Policy
+// reloads (loaded or rejected) are written by the policy watcher given the
+// same sink (policy.WatchAudit). Records of decisions name the policy set's digest, the
 // deciding policies, and the trace and span of the decision. Events hold a
 // SHA-256 digest of the canonical arguments, and the arguments themselves
 // only for tools that ask for it, with declared fields redacted; never a

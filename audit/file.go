@@ -213,6 +213,9 @@ func CheckpointEvent(c Checkpoint) Event {
 // close checkpoint and stop its goroutines. Only one FileSink may write to
 // a directory at a time.
 type FileSink struct {
+	// anchorsLost counts the checkpoints WithCheckpointFunc panicked on.
+	anchorsLost atomic.Int64
+
 	cfg fileConfig
 	dir string
 
@@ -780,9 +783,26 @@ func (s *FileSink) noteFailure() {
 func (s *FileSink) notifier() {
 	defer close(s.notifierDone)
 	for cp := range s.notify {
-		s.cfg.onCheckpoint(cp)
+		s.handOut(cp)
 	}
 }
+
+// handOut gives cp to the WithCheckpointFunc function. A panic there is
+// that function's failure to keep the anchor, and must not take the
+// process (and its audit log) down with it: it is recovered and counted
+// (AnchorsLost).
+func (s *FileSink) handOut(cp Checkpoint) {
+	defer func() {
+		if recover() != nil {
+			s.anchorsLost.Add(1)
+		}
+	}()
+	s.cfg.onCheckpoint(cp)
+}
+
+// AnchorsLost is how many checkpoints the WithCheckpointFunc function
+// panicked on, and so may not have kept.
+func (s *FileSink) AnchorsLost() int64 { return s.anchorsLost.Load() }
 
 // run is the writer goroutine: it owns the file and commits queued
 // entries in groups until the queue is closed. It writes; the syncer

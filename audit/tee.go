@@ -12,6 +12,13 @@ import (
 // keep no trail on purpose.
 var ErrNoSink = errors.New("audit: tee has no sink")
 
+// ErrNilSink is wrapped by the *SinkError a Tee returns, on every write,
+// for a nil sink it was given: most often the result of a constructor
+// whose error was ignored, such as NewFileSink's. The other sinks are
+// still written to, but the write fails, so a guard in strict mode
+// denies the call rather than run it with part of its audit trail gone.
+var ErrNilSink = errors.New("audit: nil sink")
+
 // ErrSinkPanic is wrapped by the *SinkError of a sink that panicked in a
 // Tee; the error says what the panic's value was.
 var ErrSinkPanic = errors.New("audit: sink panicked")
@@ -37,19 +44,22 @@ func (e *SinkError) Unwrap() error { return e.Err }
 // ErrSinkPanic. A guard in strict mode therefore denies a call when any of
 // its sinks fails.
 //
-// Nil sinks are skipped: the nil interface, and a nil value of a pointer,
-// func (such as a nil SinkFunc), map, slice or channel type, such as the
-// (*FileSink)(nil) a failed constructor returns, checked once when Tee is
-// called. A Tee left with no sink fails every write with ErrNoSink.
+// A nil sink (the nil interface, or a nil value of a pointer, func, map,
+// slice or channel type, such as the (*FileSink)(nil) a failed
+// constructor returns; checked once, when Tee is called) fails every
+// write with a *SinkError wrapping ErrNilSink: a sink that could not be
+// made is a failure, never silently left out. A Tee of no sink fails
+// every write with ErrNoSink.
 //
 // A typical pairing is the chained file, the durable and verifiable copy,
 // with an OTelSink that ships the same events to a collector.
 func Tee(sinks ...Sink) Sink {
 	t := make(tee, 0, len(sinks))
 	for i, s := range sinks {
-		if !isNil(s) {
-			t = append(t, indexed{i: i, s: s})
+		if isNil(s) {
+			s = nilSink{}
 		}
+		t = append(t, indexed{i: i, s: s})
 	}
 	return t
 }
@@ -66,6 +76,11 @@ func isNil(s Sink) bool {
 	}
 	return false
 }
+
+// nilSink stands for a nil sink given to Tee.
+type nilSink struct{}
+
+func (nilSink) Write(context.Context, Event) error { return ErrNilSink }
 
 type indexed struct {
 	i int

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/agentguard/go-sdk/audit"
@@ -22,7 +23,7 @@ func TestTee(t *testing.T) {
 	}
 	errA, errC := errors.New("disk full"), errors.New("collector down")
 	last := audittest.NewRecorder()
-	sink := audit.Tee(tap("a", errA), nil, tap("b", nil), tap("c", errC), last)
+	sink := audit.Tee(tap("a", errA), tap("b", nil), tap("c", errC), last)
 
 	err := sink.Write(context.Background(), audit.Event{Kind: audit.KindTaskStart, Task: "t1"})
 	if fmt.Sprint(order) != "[a:t1 b:t1 c:t1]" {
@@ -34,7 +35,7 @@ func TestTee(t *testing.T) {
 	if !errors.Is(err, errA) || !errors.Is(err, errC) {
 		t.Fatalf("error %v does not hold both failures", err)
 	}
-	if want := "audit: sink 0: disk full\naudit: sink 3: collector down"; err.Error() != want {
+	if want := "audit: sink 0: disk full\naudit: sink 2: collector down"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 	var se *audit.SinkError
@@ -53,10 +54,11 @@ func TestTee(t *testing.T) {
 
 // TestTeeNoSink: a tee that would write nowhere fails closed.
 func TestTeeNoSink(t *testing.T) {
-	for _, sink := range []audit.Sink{audit.Tee(), audit.Tee(nil, nil)} {
-		if err := sink.Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNoSink) {
-			t.Errorf("Write = %v, want ErrNoSink", err)
-		}
+	if err := audit.Tee().Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNoSink) {
+		t.Errorf("Write = %v, want ErrNoSink", err)
+	}
+	if err := audit.Tee(nil, nil).Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNilSink) {
+		t.Errorf("Tee(nil, nil): Write = %v, want ErrNilSink", err)
 	}
 }
 
@@ -143,15 +145,23 @@ func TestTeeTypedNil(t *testing.T) {
 	var n int
 	sink := audit.Tee((*audit.FileSink)(nil), audit.SinkFunc(nil), mapSink(nil), (*audittest.Recorder)(nil),
 		rec, m, valueSink{&n})
-	if err := sink.Write(context.Background(), audit.Event{Task: "t"}); err != nil {
-		t.Fatalf("Write = %v", err)
+	err := sink.Write(context.Background(), audit.Event{Task: "t"})
+	// Each nil sink fails the write (a constructor's error was ignored):
+	// a guard in strict mode denies rather than lose part of its trail.
+	if !errors.Is(err, audit.ErrNilSink) {
+		t.Fatalf("Write = %v, want ErrNilSink", err)
 	}
+	for _, i := range []int{0, 1, 2, 3} {
+		if !strings.Contains(err.Error(), fmt.Sprintf("audit: sink %d: audit: nil sink", i)) {
+			t.Errorf("error %q does not name nil sink %d", err, i)
+		}
+	}
+	// The sinks that exist are still written to.
 	if len(rec.Events()) != 1 || m["t"] != 1 || n != 1 {
 		t.Errorf("recorder %d, map %d, value %d; want 1 each", len(rec.Events()), m["t"], n)
 	}
-	only := audit.Tee((*audit.FileSink)(nil), audit.SinkFunc(nil))
-	if err := only.Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNoSink) {
-		t.Errorf("a Tee of nil sinks: Write = %v, want ErrNoSink", err)
+	if err := audit.Tee().Write(context.Background(), audit.Event{}); !errors.Is(err, audit.ErrNoSink) {
+		t.Errorf("a Tee of no sink: Write = %v, want ErrNoSink", err)
 	}
 }
 

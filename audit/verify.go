@@ -403,16 +403,69 @@ func (v *verifier) verifyFile(path string, last bool) error {
 }
 
 // tornTail hashes the rest of the file from the line that starts with
-// acc and chunk.
+// acc and chunk. A torn tail is what a writer stopped mid-record (or a
+// power loss) leaves: it never holds a complete checkpoint whose signature
+// verifies, which the writer fsyncs before anything is written after it.
+// One that does is bytes made torn on purpose (a NUL written into a
+// closed log) to hide the records after it, and fails.
 func (v *verifier) tornTail(path string, acc, chunk []byte, br *bufio.Reader) (*Torn, error) {
-	h := sha256.New()
-	h.Write(acc)
-	h.Write(chunk)
-	n, err := io.Copy(h, br)
+	rest, err := io.ReadAll(br)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify: %w", err)
 	}
-	return &Torn{File: path, Offset: v.off, Length: int64(len(acc)+len(chunk)) + n, Digest: hex.EncodeToString(h.Sum(nil))}, nil
+	h := sha256.New()
+	h.Write(acc)
+	h.Write(chunk)
+	h.Write(rest)
+	region := make([]byte, 0, len(acc)+len(chunk)+len(rest))
+	region = append(append(append(region, acc...), chunk...), rest...)
+	if seq, at, ok := v.sealedIn(region); ok {
+		v.off += int64(at)
+		v.line++
+		return nil, v.fail(seq, "the torn bytes at the end of the file hold a complete checkpoint whose signature verifies (seq %d): they were not torn by a crash; records sealed by a signature were hidden", seq)
+	}
+	return &Torn{File: path, Offset: v.off, Length: int64(len(region)), Digest: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// sealedIn looks, in the complete lines of a torn region, for a checkpoint
+// whose signature verifies under the keys given, and returns its sequence
+// number and its offset in the region.
+func (v *verifier) sealedIn(region []byte) (uint64, int, bool) {
+	if v.keys == nil {
+		return 0, 0, false
+	}
+	off := 0
+	for {
+		i := bytes.IndexByte(region[off:], '\n')
+		if i < 0 {
+			return 0, 0, false
+		}
+		line := region[off : off+i]
+		start := off
+		off += i + 1
+		// A line may follow NUL bytes a power loss left before it.
+		line = bytes.TrimLeft(line, "\x00")
+		start += i - len(line)
+		if bytes.IndexByte(line, 0) >= 0 {
+			continue
+		}
+		r, err := parseRecord(line)
+		if err != nil || !r.checkpoint {
+			continue
+		}
+		cp, _, err := parseCheckpoint(r.payload)
+		if err != nil || cp.Sig == "" {
+			continue
+		}
+		pub, ok := v.keys[cp.Key]
+		if !ok {
+			continue
+		}
+		sig, err := strictBase64.DecodeString(cp.Sig)
+		if err == nil && ed25519.Verify(pub, checkpointMessage(cp.Chain, r.seq, hex.EncodeToString(r.prev[:]), &cp), sig) {
+			return r.seq, start, true
+		}
+	}
 }
 
 // record checks one complete line (without its newline).

@@ -43,16 +43,17 @@
 // -chain, kept elsewhere, detect it.
 //
 // A recover checkpoint marks where the agent restarted after the log ended
-// without a close checkpoint. The records written after the last
+// without a close checkpoint: a crash, or records removed from its end
+// while the agent was stopped. The records written after the last
 // checkpoint before it were not sealed by a signature then, and cannot be
-// told from records rewritten while the agent was stopped: verify prints a
-// WARNING for each such recovery and exits 4, unless -accept-recovered.
+// told from records rewritten meanwhile. verify prints a WARNING for each
+// recovery and exits 4, unless -accept-recovered.
 //
 // verify prints a summary and exits 0 when the log verifies, 1 when it does
 // not (naming the first broken record: file, line, sequence number and
 // why), 2 on a usage error, 3 when it cannot read the log or another error
-// stops it, and 4 when the log verifies but a recovery adopted unsealed
-// records.
+// stops it, and 4 when the log verifies but was recovered after an unclean
+// end.
 package main
 
 import (
@@ -184,7 +185,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	anchors := fs.String("anchors", "", "file of checkpoints kept outside the log (JSON lines), each must be in the log")
 	after := fs.String("after", "", "the checkpoint the log's first record follows (older files deleted): a file in the anchors' format (its last one), or SEQ:HASH")
 	chain := fs.String("chain", "", "the chain ID the log must have")
-	acceptRecovered := fs.Bool("accept-recovered", false, "exit 0 even when a recovery adopted records no signature sealed")
+	acceptRecovered := fs.Bool("accept-recovered", false, "exit 0 even when the log was recovered after an unclean end")
 	ioFail := func(err error) int {
 		fmt.Fprintln(stderr, "agentguard-audit: verify:", err)
 		return exitError
@@ -276,13 +277,15 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		if r.Adopted > 0 {
 			fmt.Fprintf(&out, "WARNING records %d..%d were not sealed by a signature when the sink restarted after an unclean end (recover checkpoint seq %d): they cannot be told from records rewritten while it was stopped\n",
 				r.SignedThrough+1, r.SignedThrough+r.Adopted, r.Seq)
-			if !*acceptRecovered {
-				code = exitRecovered
-			}
+		} else {
+			fmt.Fprintf(&out, "WARNING the log ended without a close checkpoint before seq %d (a crash, or records removed from its end while the agent was stopped): only anchors kept elsewhere can show nothing sealed is missing\n", r.Seq)
+		}
+		if !*acceptRecovered {
+			code = exitRecovered
 		}
 	}
 	if code == exitRecovered {
-		fmt.Fprintln(&out, "UNSEALED the log verifies, but records a recovery adopted are unproven (-accept-recovered to accept them)")
+		fmt.Fprintln(&out, "UNCLEAN the log verifies, but it was recovered after an unclean end: records may be unproven or missing (-accept-recovered to accept)")
 	} else {
 		fmt.Fprintln(&out, "OK      the log verifies")
 	}

@@ -213,6 +213,47 @@ func TestVerifyWarnsAboutRecoveredRecords(t *testing.T) {
 	}
 }
 
+// TestVerifyWarnsAboutEveryRecovery: records cut from the end of a closed
+// log (here, its close checkpoint) and the agent restarted: the recovery
+// adopts nothing unsigned, but the log's end was lost, so verify warns and
+// exits 4 unless told to accept it.
+func TestVerifyWarnsAboutEveryRecovery(t *testing.T) {
+	dir := t.TempDir()
+	pub, _, priv := signedLog(t, dir, [][]string{{"a", "b"}}, audit.WithCheckpointEvery(2, time.Hour))
+	f := filepath.Join(dir, "audit-000001.jsonl")
+	b, _ := os.ReadFile(f)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	// Cut back to the periodic checkpoint after the two events.
+	cut := 0
+	for _, l := range lines {
+		cut += len(l)
+		if bytes.Contains(l, []byte(`"reason":"periodic"`)) {
+			break
+		}
+	}
+	if cut == len(b) {
+		t.Fatal("no periodic checkpoint before the close")
+	}
+	if err := os.WriteFile(f, b[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := audit.NewFileSink(dir, audit.WithSigningKey(priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := verifyOut(t, "-key", pub, dir)
+	if code != exitRecovered || !strings.Contains(out, "WARNING the log ended without a close checkpoint before seq") ||
+		!strings.Contains(out, "UNCLEAN") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if code, out, _ := verifyOut(t, "-key", pub, "-accept-recovered", dir); code != exitOK || !strings.Contains(out, "OK ") {
+		t.Fatalf("-accept-recovered: exit %d:\n%s", code, out)
+	}
+}
+
 func TestVerifyWithAnchorsChainAndAfter(t *testing.T) {
 	dir := t.TempDir()
 	pub, kept, _ := signedLog(t, dir, [][]string{{"a", "b", "c"}, {"d", "e", "f"}})
