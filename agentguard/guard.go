@@ -180,18 +180,32 @@ func (g *Guard) openTasks() []*Task {
 // so that what the record was for (a call, a suspension, a review) does
 // not go ahead half done.
 func (g *Guard) writeAudit(ctx context.Context, e audit.Event) error {
-	return g.writeAuditRecovered(ctx, e, true)
+	return g.writeAuditEvent(ctx, e, true)
 }
 
 // rewriteAudit writes again a record whose first write failed: the metrics
-// do not count its event twice, only a second failure.
+// do not count its event twice, only a second failure. A panic is a
+// failure, as in writeAudit.
 func (g *Guard) rewriteAudit(ctx context.Context, e audit.Event) error {
 	return g.writeAuditEvent(ctx, e, false)
 }
 
 // writeAuditEvent writes e and counts it in the metrics; first is false
-// when e was written (and counted) before.
-func (g *Guard) writeAuditEvent(ctx context.Context, e audit.Event, first bool) error {
+// when e was written (and counted) before. A sink's panic is recovered and
+// returned as a failed write wrapping ErrAudit, whatever the audit mode:
+// what the record was to vouch for does not go ahead, and the panic does
+// not reach the caller.
+func (g *Guard) writeAuditEvent(ctx context.Context, e audit.Event, first bool) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &auditError{err: fmt.Errorf("%w: panic: %v", ErrInternal, v)}
+		}
+	}()
+	return g.writeAuditOnce(ctx, e, first)
+}
+
+// writeAuditOnce is writeAuditEvent without the recovery.
+func (g *Guard) writeAuditOnce(ctx context.Context, e audit.Event, first bool) error {
 	var err error
 	written := false
 	defer func() {

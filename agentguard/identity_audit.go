@@ -169,15 +169,11 @@ func (g *Guard) identityChanged(ctx context.Context, id *identity.Identity, err 
 	return nil
 }
 
-// writeIdentityRecord writes ev. A sink that panics has not written it:
-// that is an audit failure here, so that the call's own record is still
-// written (once) by the caller.
-func (g *Guard) writeIdentityRecord(ctx context.Context, ev audit.Event) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &auditError{err: fmt.Errorf("%w: panic: %v", ErrInternal, v)}
-		}
-	}()
+// writeIdentityRecord writes ev, marking the context so that a sink which
+// calls back into the guard does not wait for this record. (A sink that
+// panics has not written it: writeAudit returns that as an audit failure,
+// so that the call's own record is still written, once, by the caller.)
+func (g *Guard) writeIdentityRecord(ctx context.Context, ev audit.Event) error {
 	return g.writeAudit(context.WithValue(ctx, recordingIdentity{}, true), ev)
 }
 

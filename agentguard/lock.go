@@ -474,14 +474,8 @@ func (g *Guard) firstUse(ctx context.Context, id identity.Identity, c audit.Chan
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
 	}
-	err := swap(func() (err error) {
-		defer func() {
-			// A sink that panics has not written the record.
-			if v := recover(); v != nil {
-				err = &auditError{err: fmt.Errorf("%w: panic: %v", ErrInternal, v)}
-			}
-		}()
-		ev.Time = g.cfg.now()
+	err := swap(func() error {
+		ev.Time = g.cfg.now() // a sink that panics has not written it: writeAudit fails
 		return g.writeAudit(ctx, ev)
 	})
 	if errors.Is(err, ErrPinChanged) {

@@ -466,7 +466,7 @@ func (p *call) lease(ctx context.Context, task *Task) (*Result, error, bool) {
 			continue
 		}
 		if ok {
-			if err := g.writeAuditRecovered(ctx, rec, false); err != nil {
+			if err := g.rewriteAudit(ctx, rec); err != nil {
 				task.setUnaudited(c.LeaseID, rec)
 				aerr = errors.Join(aerr, err)
 			}
@@ -518,7 +518,7 @@ func (p *call) recordLeaseEvents(ctx context.Context, task *Task, evs []credenti
 			// if the write fails, for the next call to write.
 			writing = task.writingLease(e.LeaseID, rec)
 		}
-		werr := p.g.writeAuditRecovered(ctx, rec, true)
+		werr := p.g.writeAudit(ctx, rec)
 		if writing != nil {
 			task.wroteLease(e.LeaseID, writing, werr == nil)
 		}
@@ -534,19 +534,6 @@ func (p *call) recordLeaseEvents(ctx context.Context, task *Task, evs []credenti
 		}
 	}
 	return kinds, aerr
-}
-
-// writeAuditRecovered writes e as writeAudit does (rewriteAudit when
-// first is false), and turns a panic of the sink into a failed write,
-// wrapping ErrAudit whatever the audit mode: what the record was to
-// vouch for does not go ahead, and the panic does not reach the caller.
-func (g *Guard) writeAuditRecovered(ctx context.Context, e audit.Event, first bool) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &auditError{err: fmt.Errorf("%w: panic: %v", ErrInternal, v)}
-		}
-	}()
-	return g.writeAuditEvent(ctx, e, first)
 }
 
 // credentialEvent is the audit record of a lease event caused by the call.

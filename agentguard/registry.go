@@ -330,7 +330,7 @@ func (r *Registry) refuseList(ctx context.Context, id identity.Identity, step, r
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		ev.TraceID, ev.SpanID = sc.TraceID().String(), sc.SpanID().String()
 	}
-	if aerr := r.g.writeAuditRecovered(ctx, ev, true); aerr != nil {
+	if aerr := r.g.writeAudit(ctx, ev); aerr != nil {
 		return errors.Join(err, aerr)
 	}
 	return err

@@ -212,7 +212,7 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 	t.deadline, _ = tctx.Deadline()
 
 	ev.Decision, ev.Outcome = audit.Allow, audit.OutcomeOK
-	if err := g.writeAuditRecovered(ctx, ev, true); err != nil {
+	if err := g.writeAudit(ctx, ev); err != nil {
 		cancel()
 		return ctx, nil, err
 	}
@@ -243,7 +243,7 @@ func (g *Guard) StartTask(ctx context.Context, spec TaskSpec) (context.Context, 
 // be written.
 func (g *Guard) refuseTask(ctx context.Context, ev audit.Event, step, reason string, err error) (context.Context, *Task, error) {
 	ev.Decision, ev.Outcome, ev.Step, ev.Reason, ev.Error = audit.Deny, audit.OutcomeDenied, step, reason, err.Error()
-	if aerr := g.writeAuditRecovered(ctx, ev, true); aerr != nil {
+	if aerr := g.writeAudit(ctx, ev); aerr != nil {
 		return ctx, nil, errors.Join(err, aerr)
 	}
 	return ctx, nil, err
@@ -359,7 +359,7 @@ func (t *Task) endFor(ctx context.Context, why string, cause error) error {
 				ev.Outcome = audit.OutcomeError
 				ev.Error = errors.Join(errs...).Error()
 			}
-			if aerr := t.g.writeAuditRecovered(ctx, ev, true); aerr != nil {
+			if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
 				errs = append(errs, aerr)
 			}
 		}
@@ -382,7 +382,7 @@ func (t *Task) revoke(ctx context.Context) []error {
 	for _, r := range revs {
 		ev := leaseRecord(t.event(ctx, audit.KindCredentialRevoke), r.Event())
 		ev.Agent = r.Credential.Agent
-		if aerr := t.g.writeAuditRecovered(ctx, ev, true); aerr != nil {
+		if aerr := t.g.writeAudit(ctx, ev); aerr != nil {
 			errs = append(errs, aerr)
 		}
 	}

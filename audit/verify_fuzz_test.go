@@ -65,7 +65,7 @@ func signedLog(tb testing.TB) ([]byte, ed25519.PublicKey) {
 // rechain recomputes, from line from on, every record's hash and the next
 // record's prev (and, with renumber, the sequence numbers), as someone
 // without the signing key would after editing a record.
-func rechain(tb testing.TB, log []byte, from int, renumber bool) []byte {
+func rechain(log []byte, from int, renumber bool) []byte {
 	lines := bytes.SplitAfter(log, []byte("\n"))
 	var prev string
 	var out []byte
@@ -139,12 +139,12 @@ func FuzzVerifyDetectsChanges(f *testing.F) {
 			}
 			l[start+int(b[0])%span] ^= 1 + b[len(b)-1]%0x7e
 			lines[k] = l
-			changed = rechain(t, bytes.Join(lines, nil), k, false)
+			changed = rechain(bytes.Join(lines, nil), k, false)
 		default: // drop a record, renumber and recompute the chain after it
 			lines := bytes.SplitAfter(orig, []byte("\n"))
 			k := p % (len(lines) - 1)
 			lines = append(lines[:k:k], lines[k+1:]...)
-			changed = rechain(t, bytes.Join(lines, nil), k, true)
+			changed = rechain(bytes.Join(lines, nil), k, true)
 		}
 		dir := t.TempDir()
 		name := filepath.Join(dir, "audit-000001.jsonl")
@@ -169,7 +169,7 @@ func FuzzVerifyDetectsChanges(f *testing.F) {
 // fails only because of the change it made.
 func TestRechainUnchanged(t *testing.T) {
 	orig, pub := signedLog(t)
-	if got := rechain(t, orig, 0, true); !bytes.Equal(got, orig) {
+	if got := rechain(orig, 0, true); !bytes.Equal(got, orig) {
 		t.Fatalf("rechain changed an unchanged log:\n%s\nwant\n%s", got, orig)
 	}
 	// An edit that rechain covers up fails only at a checkpoint.
@@ -179,15 +179,10 @@ func TestRechainUnchanged(t *testing.T) {
 		edited = bytes.Replace(lines[2], []byte(`"decision":"allow"`), []byte(`"decision":"denyy"`), 1)
 	}
 	lines[2] = edited
-	changed := rechain(t, bytes.Join(lines, nil), 2, false)
+	changed := rechain(bytes.Join(lines, nil), 2, false)
 	name := filepath.Join(t.TempDir(), "audit-000001.jsonl")
 	if err := os.WriteFile(name, changed, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := audit.Verify(audit.VerifyOptions{}, name); err != nil && !strings.Contains(err.Error(), "key") {
-		// Without keys the recomputed chain is consistent: only a
-		// signature can tell. (Verify may insist on an explicit opt-out.)
-		t.Logf("without keys: %v", err)
 	}
 	_, err := audit.Verify(audit.VerifyOptions{Keys: []ed25519.PublicKey{pub}}, name)
 	var ce *audit.ChainError
