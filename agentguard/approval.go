@@ -142,6 +142,9 @@ const (
 	ApprovalUnbound = "unbound"
 	// ApprovalUnavailable: no approver is configured.
 	ApprovalUnavailable = "unavailable"
+	// ApprovalPending: the approver passed the request on to a human who
+	// answers later (ErrApprovalPending); the call may be made again then.
+	ApprovalPending = "pending"
 )
 
 // newApprovalRequest fills in the request's ID, digests, times and, from
@@ -193,6 +196,8 @@ func (g *Guard) askApproval(ctx context.Context, req *ApprovalRequest) (a Approv
 	switch {
 	case err != nil && (errors.Is(err, ErrApprovalTimeout) || errors.Is(err, context.DeadlineExceeded) && actx.Err() != nil && ctx.Err() == nil):
 		return a, ApprovalTimeout, err
+	case err != nil && errors.Is(err, ErrApprovalPending):
+		return a, ApprovalPending, err
 	case err != nil:
 		return a, ApprovalError, err
 	case !a.Granted:

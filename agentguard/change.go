@@ -88,19 +88,12 @@ func (g *Guard) reviewTool(ctx context.Context, t *Tool, fp string) (ToolChange,
 	if pinned {
 		tc.Change = ChangeChanged
 	}
-	var schema any
-	if len(t.InputSchema) > 0 {
-		schema = json.RawMessage(t.InputSchema)
-	}
 	err := g.review(ctx, &change{
 		action: ApproveToolChange, name: t.Name, toolset: t.Toolset, tool: t,
 		change: tc.Change, fingerprint: fp, previous: prev,
 		policyArgs: map[string]any{"toolset": t.Toolset},
-		shown: map[string]any{
-			"toolset": t.Toolset, "name": t.Name, "description": t.Description,
-			"input_schema": schema, "annotations": t.Annotations,
-		},
-		swap: func(record func() error) error { return l.swapTool(t.Toolset, t.Name, prev, fp, record) },
+		shown:      shownTool(t),
+		swap:       func(record func() error) error { return l.swapTool(t.Toolset, t.Name, prev, fp, record) },
 	})
 	tc.Approved = err == nil
 	return tc, true, err
@@ -379,4 +372,28 @@ func (r *reviewing) finish(ctx context.Context) error {
 	r.recorded = true
 	r.ev.Duration = r.g.cfg.now().Sub(r.ev.Time)
 	return r.g.writeAudit(ctx, r.ev)
+}
+
+// shownTool is what an approver is shown of a tool definition under
+// review: everything its fingerprint covers.
+func shownTool(t *Tool) map[string]any {
+	shown := map[string]any{
+		"toolset": t.Toolset, "name": t.Name, "description": t.Description,
+		"input_schema": rawOrNil(t.InputSchema), "annotations": t.Annotations,
+	}
+	if t.Title != "" {
+		shown["title"] = t.Title
+	}
+	if len(t.OutputSchema) > 0 {
+		shown["output_schema"] = json.RawMessage(t.OutputSchema)
+	}
+	return shown
+}
+
+// rawOrNil is s as JSON, or nil when empty.
+func rawOrNil(s json.RawMessage) any {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }

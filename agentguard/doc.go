@@ -28,8 +28,13 @@
 //
 // Tools are described by [Tool] and called through a [Registry] (by name,
 // with a policy-filtered [Registry.List]), through [Guard.Invoke] or a
-// handler made by [Guard.Wrap]. Adapters to agent frameworks use
-// [Guard.Middleware], which guards the framework's own execution.
+// handler made by [Guard.Wrap]. Adapters to agent frameworks (nested modules
+// under agentguard/adapters) use [Guard.Middleware], which guards the
+// framework's own execution, or [Guard.Begin] and [Execution.End] where the
+// framework runs the tool between a hook before it and a hook after it.
+// They give the model [Explain]'s text for a refused call, so that the run
+// goes on, and pause the run in the framework's own way for a call that
+// waits for a human (a [*PendingError], from approval.Deferred).
 //
 // What the model reads is pinned: each tool's fingerprint and the agent's
 // prompt ([Guard.Prompt]) are kept in a [Lock], which a team commits and

@@ -51,6 +51,13 @@ var (
 	// Approvers return it (wrapped) for a request nobody decided in time;
 	// the call is denied with ErrApprovalRequired, which wraps it.
 	ErrApprovalTimeout = errors.New("agentguard: approval timed out")
+	// ErrApprovalPending: the approver passed the request on to a human
+	// who answers later, out of band, as agent frameworks that pause a
+	// run and resume it do (approval.Deferred). Approvers return it
+	// (wrapped) instead of waiting; the call is denied now with
+	// ErrApprovalRequired, which wraps it, and may be made again once the
+	// human has answered.
+	ErrApprovalPending = errors.New("agentguard: approval pending")
 	// ErrSuspended: the agent, an agent up its delegation chain, or its
 	// trust domain is suspended (Guard.Suspend).
 	ErrSuspended = errors.New("agentguard: agent suspended")

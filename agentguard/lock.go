@@ -495,15 +495,15 @@ func what(action string) string {
 }
 
 type fpKey struct {
-	name, description, schema string
-	annotations               Annotations
+	name, title, description, schema, output string
+	annotations                              Annotations
 }
 
 const maxFingerprints = 1024
 
 // fingerprint returns t.Fingerprint(), cached.
 func (p *pinning) fingerprint(t *Tool) string {
-	k := fpKey{t.Name, t.Description, string(t.InputSchema), t.Annotations}
+	k := fpKey{t.Name, t.Title, t.Description, string(t.InputSchema), string(t.OutputSchema), t.Annotations}
 	p.mu.Lock()
 	fp, ok := p.fps[k]
 	p.mu.Unlock()

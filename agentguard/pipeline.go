@@ -794,6 +794,8 @@ func approvalDenial(status string, a Approval) string {
 		return "approval came after the request expired"
 	case ApprovalUnbound:
 		return "approval answers another request"
+	case ApprovalPending:
+		return "waiting for a human's approval"
 	}
 	reason := "approval refused"
 	if len(a.Approvers) > 0 {

@@ -54,12 +54,18 @@ const (
 type Tool struct {
 	// Name is unique in its registry; policy names it Action::"<Name>" and
 	// Tool::"<Name>".
-	Name        string
+	Name string
+	// Title is a name for people, such as an MCP tool's title; empty for
+	// none.
+	Title       string
 	Description string
 	// InputSchema is the JSON Schema of the arguments, if any.
 	InputSchema json.RawMessage
-	Annotations Annotations
-	Risk        Risk
+	// OutputSchema is the JSON Schema of the tool's structured result, if
+	// it declares one (as an MCP tool may).
+	OutputSchema json.RawMessage
+	Annotations  Annotations
+	Risk         Risk
 	// Labels describe the tool for policy (resource.labels).
 	Labels []string
 	// OutputLabels are taint labels every result of the tool carries.
@@ -142,12 +148,20 @@ func (t *Tool) validate(needHandler bool) error {
 	if !utf8.ValidString(t.Description) {
 		return fmt.Errorf("agentguard: tool %q: description is not valid UTF-8", t.Name)
 	}
+	if !utf8.ValidString(t.Title) {
+		return fmt.Errorf("agentguard: tool %q: title is not valid UTF-8", t.Name)
+	}
 	if !utf8.ValidString(t.Toolset) {
 		return fmt.Errorf("agentguard: tool %q: toolset %q is not valid UTF-8", t.Name, t.Toolset)
 	}
 	if len(t.InputSchema) > 0 {
 		if err := checkSchema(t.InputSchema); err != nil {
 			return fmt.Errorf("agentguard: tool %q: input schema %w", t.Name, err)
+		}
+	}
+	if len(t.OutputSchema) > 0 {
+		if err := checkSchema(t.OutputSchema); err != nil {
+			return fmt.Errorf("agentguard: tool %q: output schema %w", t.Name, err)
 		}
 	}
 	for _, ptr := range t.Audit.Redact {
@@ -209,6 +223,7 @@ func checkSchema(s []byte) error {
 func (t *Tool) clone() *Tool {
 	c := *t
 	c.InputSchema = slices.Clone(t.InputSchema)
+	c.OutputSchema = slices.Clone(t.OutputSchema)
 	c.Labels = slices.Clone(t.Labels)
 	c.OutputLabels = slices.Clone(t.OutputLabels)
 	c.Credentials = slices.Clone(t.Credentials)
@@ -389,21 +404,35 @@ func scrubStrings(v any, sc *credentials.Scrubber) (any, bool) {
 // JSON object without keys repeated or equal under case folding); for
 // others it is not, and the guard refuses them (ErrInvalidTool).
 func (t *Tool) Fingerprint() string {
-	var schema any
-	if len(t.InputSchema) > 0 {
-		if v, err := canonical.Parse(t.InputSchema); err == nil {
-			schema = v
-		} else {
-			schema = string(t.InputSchema)
-		}
-	}
-	b, _ := canonical.Marshal(map[string]any{
+	def := map[string]any{
 		"name":         t.Name,
 		"description":  t.Description,
-		"input_schema": schema,
+		"input_schema": schemaValue(t.InputSchema),
 		"annotations":  t.Annotations,
-	})
+	}
+	// Title and output schema count only when set, so that the
+	// fingerprints of tools without them stay what they were.
+	if t.Title != "" {
+		def["title"] = t.Title
+	}
+	if len(t.OutputSchema) > 0 {
+		def["output_schema"] = schemaValue(t.OutputSchema)
+	}
+	b, _ := canonical.Marshal(def)
 	return canonical.Digest(b)
+}
+
+// schemaValue is what a fingerprint holds of a JSON Schema: its parsed
+// value, or its text when it does not parse (validate refuses such a
+// tool), or nil for none.
+func schemaValue(s json.RawMessage) any {
+	if len(s) == 0 {
+		return nil
+	}
+	if v, err := canonical.Parse(s); err == nil {
+		return v
+	}
+	return string(s)
 }
 
 // PolicySchema is the Cedar schema of the SDK's model for tools: one action

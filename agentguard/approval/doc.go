@@ -58,6 +58,34 @@
 // leaves the queue when the guard's call returns. The zero Queue is ready
 // to use.
 //
+// # Deferred: the framework pauses the run
+//
+// Agent frameworks with a human-in-the-loop of their own (eino's
+// interrupts, genkit's tool interrupts, ADK's tool confirmations) stop a
+// run, show a question to a person and resume the run with the answer,
+// perhaps much later. A Deferred never waits: a call that needs approval
+// is denied at once with an error matching agentguard.ErrApprovalPending
+// (audit status "pending"), from which [PendingRequest] takes the request.
+// The framework's adapter pauses the run with it; when the person has
+// answered, the adapter calls Decide with the request's ID and the answer,
+// and the framework runs the call again:
+//
+//	d := approval.NewDeferred(approval.WithDeferredQuorum("two-person", 2))
+//	g, _ := agentguard.New(..., agentguard.WithApprover(d))
+//	_, err := g.Invoke(ctx, refund, call) // in the adapter
+//	if req, ok := approval.PendingRequest(err); ok {
+//		// pause the run, show req to a person
+//	}
+//	// on resume:
+//	_ = d.Decide(req.ID, approval.Decision{Granted: true, Approvers: []string{"alice"}})
+//	_, err = g.Invoke(ctx, refund, call) // runs, once
+//
+// The decision counts for one call with the same digest as the request
+// (the same tool and definition, arguments, task and agent), once. The task
+// must therefore be the same before and after the pause: start a task
+// around the run and resume it in the task's context. A call made outside
+// any task gets a new task each time, and can never be approved this way.
+//
 // # Webhook: another service decides
 //
 // A Webhook posts each request to a URL and waits for the answer in the

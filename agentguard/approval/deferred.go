@@ -1,0 +1,275 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentguard/go-sdk/agentguard"
+)
+
+// Defaults of a Deferred.
+const (
+	// DefaultDeferredTTL is how long a pending request can be decided, and
+	// how long a decision waits for its call to be made again.
+	DefaultDeferredTTL = 24 * time.Hour
+	// DefaultDeferredLimit bounds the requests a Deferred holds at once,
+	// pending and decided together.
+	DefaultDeferredLimit = 10000
+)
+
+// ErrQuorum: a grant named fewer distinct approvers than the request's
+// kind needs (WithDeferredQuorum).
+var ErrQuorum = errors.New("approval: not enough approvers")
+
+// ErrFull: a Deferred holds as many requests as it may; the call is denied
+// until some are decided or expire.
+var ErrFull = errors.New("approval: too many requests waiting")
+
+// Deferred is the Approver for agent frameworks whose human-in-the-loop
+// pauses a run and resumes it later (eino's interrupts, genkit's tool
+// interrupts, ADK's tool confirmations). It never waits for a human.
+//
+// A call that needs approval, and for which no decision is stored, is
+// denied at once with an error that matches agentguard.ErrApprovalPending
+// and carries the request (PendingRequest finds it). The framework adapter
+// pauses the run in the framework's way, showing the request to a human.
+// When the human has answered, the adapter calls Decide with the request's
+// ID and the answer, and the framework runs the call again. The guard asks
+// again with a new request; when that request has the same Digest (the
+// same action, tool and definition, arguments, task and agent, so the task
+// must be the same across the pause), Deferred answers it with the stored
+// decision, once. A decision is used by one call only, and never for
+// another call, other arguments, another task or another agent.
+//
+// Pending requests and decisions expire after WithDeferredTTL (24 hours
+// by default); at most WithDeferredLimit of them are held. All methods are
+// safe for concurrent use; the zero value is not usable: use NewDeferred.
+type Deferred struct {
+	ttl    time.Duration
+	limit  int
+	quorum map[string]int
+	now    func() time.Time
+
+	mu sync.Mutex
+	// pending holds the requests waiting for a human, by ID.
+	pending map[string]*deferredRequest
+	// decided holds the decisions waiting for their call, by digest.
+	decided map[string]*deferredDecision
+}
+
+var _ agentguard.Approver = (*Deferred)(nil)
+
+type deferredRequest struct {
+	req     *agentguard.ApprovalRequest
+	expires time.Time
+}
+
+type deferredDecision struct {
+	Decision
+	expires time.Time
+}
+
+// Decision is a human's answer to a pending request.
+type Decision struct {
+	// Granted says whether the call may go ahead.
+	Granted bool
+	// Approvers name who decided; at least one, and as many distinct
+	// names as the request's kind needs for a grant (WithDeferredQuorum).
+	// They come from the application (who is signed in), never from
+	// the model.
+	Approvers []string
+	// Reason is the approvers' comment.
+	Reason string
+}
+
+// DeferredOption configures a Deferred.
+type DeferredOption func(*Deferred)
+
+// WithDeferredTTL sets how long a pending request can be decided and how
+// long a decision waits for its call to be made again. d <= 0 keeps the
+// default, DefaultDeferredTTL.
+func WithDeferredTTL(d time.Duration) DeferredOption {
+	return func(x *Deferred) {
+		if d > 0 {
+			x.ttl = d
+		}
+	}
+}
+
+// WithDeferredLimit bounds the requests held at once, pending and decided
+// together; a request beyond it is refused with ErrFull (the call is
+// denied). n <= 0 keeps the default, DefaultDeferredLimit.
+func WithDeferredLimit(n int) DeferredOption {
+	return func(x *Deferred) {
+		if n > 0 {
+			x.limit = n
+		}
+	}
+}
+
+// WithDeferredQuorum makes a grant of a request of kind (as
+// ApprovalRequest.Kind names it, such as "two-person") name at least n
+// distinct approvers. Kinds match without regard to case; a request of
+// several kinds needs the largest quorum of its kinds.
+func WithDeferredQuorum(kind string, n int) DeferredOption {
+	return func(x *Deferred) { x.quorum[foldName(kind)] = n }
+}
+
+// WithDeferredClock sets the clock expiry is measured with, for tests.
+func WithDeferredClock(now func() time.Time) DeferredOption {
+	return func(x *Deferred) {
+		if now != nil {
+			x.now = now
+		}
+	}
+}
+
+// NewDeferred returns a Deferred with no request pending.
+func NewDeferred(opts ...DeferredOption) *Deferred {
+	d := &Deferred{
+		ttl: DefaultDeferredTTL, limit: DefaultDeferredLimit, quorum: map[string]int{}, now: time.Now,
+		pending: map[string]*deferredRequest{}, decided: map[string]*deferredDecision{},
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// Approve answers req with the decision stored for its digest, and
+// forgets that decision. Without one, it keeps req pending and returns an
+// *agentguard.PendingError carrying a copy of it.
+func (d *Deferred) Approve(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.expireLocked(now)
+	if dec, ok := d.decided[req.Digest]; ok {
+		delete(d.decided, req.Digest)
+		if !dec.Granted {
+			return req.Refuse(dec.Reason, dec.Approvers...), nil
+		}
+		a := req.Grant(dec.Approvers...)
+		a.Reason = dec.Reason
+		return a, nil
+	}
+	if len(d.pending)+len(d.decided) >= d.limit {
+		return agentguard.Approval{}, fmt.Errorf("approval: request %s: %w", req.ID, ErrFull)
+	}
+	kept := copyRequest(req)
+	d.pending[req.ID] = &deferredRequest{req: kept, expires: now.Add(d.ttl)}
+	return agentguard.Approval{}, &agentguard.PendingError{Request: copyRequest(kept)}
+}
+
+// Decide records a human's answer to the pending request id. The request
+// leaves the pending list, together with every other pending request for
+// the same call (the same digest), and the answer waits for the call to be
+// made again. It returns ErrNotPending for a request that is unknown,
+// decided or expired, ErrNoApprover when dec names no approver (or a blank
+// one), and ErrQuorum when a grant names fewer distinct approvers than
+// the request's kind needs; the request stays pending after the last two.
+func (d *Deferred) Decide(id string, dec Decision) error {
+	approvers := make([]string, 0, len(dec.Approvers))
+	for _, a := range dec.Approvers {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return ErrNoApprover
+		}
+		if !slices.ContainsFunc(approvers, func(b string) bool { return foldName(a) == foldName(b) }) {
+			approvers = append(approvers, a)
+		}
+	}
+	if len(approvers) == 0 {
+		return ErrNoApprover
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.expireLocked(now)
+	p, ok := d.pending[id]
+	if !ok {
+		return fmt.Errorf("approval: request %s: %w", id, ErrNotPending)
+	}
+	if need := d.need(p.req.Kind); dec.Granted && len(approvers) < need {
+		return fmt.Errorf("approval: request %s needs %d approvers, %d named: %w", id, need, len(approvers), ErrQuorum)
+	}
+	digest := p.req.Digest
+	for k, q := range d.pending {
+		if q.req.Digest == digest {
+			delete(d.pending, k)
+		}
+	}
+	d.decided[digest] = &deferredDecision{
+		Decision: Decision{Granted: dec.Granted, Approvers: approvers, Reason: dec.Reason},
+		expires:  now.Add(d.ttl),
+	}
+	return nil
+}
+
+// Pending returns copies of the requests waiting for a human, oldest
+// first.
+func (d *Deferred) Pending() []*agentguard.ApprovalRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expireLocked(d.now())
+	out := make([]*agentguard.ApprovalRequest, 0, len(d.pending))
+	for _, p := range d.pending {
+		out = append(out, copyRequest(p.req))
+	}
+	slices.SortFunc(out, func(a, b *agentguard.ApprovalRequest) int {
+		if c := a.RequestedAt.Compare(b.RequestedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// need is the number of distinct approvers a grant of kind needs.
+func (d *Deferred) need(kind string) int {
+	n := 1
+	for k := range strings.SplitSeq(kind, ",") {
+		n = max(n, d.quorum[foldName(k)])
+	}
+	return n
+}
+
+// expireLocked forgets the requests and decisions that expired by now.
+func (d *Deferred) expireLocked(now time.Time) {
+	for k, p := range d.pending {
+		if !now.Before(p.expires) {
+			delete(d.pending, k)
+		}
+	}
+	for k, p := range d.decided {
+		if !now.Before(p.expires) {
+			delete(d.decided, k)
+		}
+	}
+}
+
+// copyRequest copies r deeply enough that nobody shares its slices.
+func copyRequest(r *agentguard.ApprovalRequest) *agentguard.ApprovalRequest {
+	c := *r
+	c.Agent.Chain = slices.Clone(r.Agent.Chain)
+	c.Args = slices.Clone(r.Args)
+	c.Policies = slices.Clone(r.Policies)
+	return &c
+}
+
+// PendingRequest returns the request of a call that was denied because
+// its approval waits for a human (agentguard.ErrApprovalPending), as an
+// adapter needs it to pause the run: its ID, tool, arguments, kind and
+// reason.
+func PendingRequest(err error) (*agentguard.ApprovalRequest, bool) {
+	var p *agentguard.PendingError
+	if errors.As(err, &p) && p.Request != nil {
+		return copyRequest(p.Request), true
+	}
+	return nil, false
+}
