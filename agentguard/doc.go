@@ -54,7 +54,7 @@
 // [MetricCredentialLeases] counts leases issued, refreshed, revoked and
 // failed; [MetricAuditFailures] counts records the audit sink refused.
 // Counts come from the audit events the guard writes, so each is counted
-// once whatever path wrote it. audit.OTelSink ships those events as
+// once whatever path wrote it. otelaudit.Sink (module audit/otelaudit) ships those events as
 // OpenTelemetry logs.
 //
 // Arguments reach policy and tool in one canonical JSON form; an object with

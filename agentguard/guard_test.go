@@ -483,7 +483,7 @@ func TestRegistry(t *testing.T) {
 	if !errors.Is(err, agentguard.ErrUnknownTool) || !errors.Is(err, agentguard.ErrDenied) {
 		t.Fatalf("unknown tool: err = %v", err)
 	}
-	if e, _ := env.Audit.Last(); e.Tool != "rm_rf" || e.Step != agentguard.StepLookup || e.Decision != audit.Deny || e.CallID != "u1" {
+	if e, _ := env.Audit.Last(); e.Tool != "rm_rf" || e.Step != agentguard.StepLookup || e.Decision != audit.Deny || e.CallID != "u1" || e.Agent != agentguardtest.AgentID {
 		t.Errorf("unknown tool audit = %+v", e)
 	}
 	if _, err := reg.Call(context.Background(), agentguard.Call{Name: "a", Args: json.RawMessage(`{"x":1}`)}); err != nil || runs.Load() != 1 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/log/logtest"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -416,55 +414,6 @@ func TestMetricsUnknownTool(t *testing.T) {
 		deniedSet("_OTHER", "lookup"): 3,
 		allowedSet("read"):            1,
 	})
-}
-
-// TestOTelExportNoCredential: with audit shipped as OpenTelemetry logs
-// (beside the recorder, through a tee) and metrics on, a credential value
-// that a failing tool puts in its error reaches neither.
-func TestOTelExportNoCredential(t *testing.T) {
-	logs := logtest.NewRecorder()
-	rec := audittest.NewRecorder()
-	e := newMetricEnv(t, agentguard.WithAudit(audit.Tee(rec, audit.NewOTelSink(logs))))
-	leaky := &agentguard.Tool{Name: "leaky", Credentials: e.invoice.Credentials,
-		Handler: func(ctx context.Context, _ json.RawMessage) (*agentguard.Result, error) {
-			c, _ := credentials.FromContext(ctx, "billing")
-			return nil, fmt.Errorf("upstream refused token %s", c.Secret.Reveal())
-		}}
-	ctx, task, err := e.g.StartTask(context.Background(), agentguard.TaskSpec{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.g.Invoke(ctx, leaky, agentguard.Call{}); err == nil || strings.Contains(err.Error(), metricCanary) {
-		t.Fatalf("Invoke = %v", err)
-	}
-	if err := task.End(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var kinds, recorded []string
-	for _, ev := range rec.Events() {
-		recorded = append(recorded, "agentguard.audit."+string(ev.Kind))
-	}
-	for _, rs := range logs.Result() {
-		for _, r := range rs {
-			kinds = append(kinds, r.EventName)
-			if s := fmt.Sprintf("%+v %v", r.Attributes, r.Body.Emit()); strings.Contains(s, metricCanary) {
-				t.Errorf("a credential value reached log record %s", r.EventName)
-			}
-		}
-	}
-	if !slices.Equal(kinds, recorded) {
-		t.Errorf("log records %v, the recorder beside got %v", kinds, recorded)
-	}
-	for _, k := range []string{"agentguard.audit.credential_issue", "agentguard.audit.tool_call", "agentguard.audit.credential_revoke"} {
-		if !slices.Contains(kinds, k) {
-			t.Errorf("no %s log record", k)
-		}
-	}
-	got := e.collect(t)
-	got.expect(t, agentguard.MetricToolCalls, map[string]int64{
-		"agentguard.decision=allow,agentguard.outcome=error,agentguard.step=execute,gen_ai.tool.name=leaky": 1,
-	})
-	got.noCanary(t)
 }
 
 // TestMetricsPastCacheCap: with more tool names than the guard caches

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentguard/go-sdk/audit"
@@ -64,11 +65,14 @@ func (r *Registry) Register(tools ...*Tool) error {
 		seen[t.Name] = true
 	}
 	// No call, no context: the records of pins on first use are written
-	// with a background one, naming the guard's agent if it has one.
+	// with a background one, naming the guard's agent if it has one. The
+	// source is asked directly, not through identify: a source that knows
+	// no agent outside a request (a server's, whose callers come with
+	// their requests) has not lost an identity.
 	ctx := context.Background()
 	var id identity.Identity
 	if r.g.pins().tofu {
-		if known, _, err := r.g.identify(ctx); err == nil {
+		if known, err := r.g.cfg.identity.Identity(ctx); err == nil {
 			id = known
 		}
 	}
@@ -256,6 +260,15 @@ func (r *Registry) Call(ctx context.Context, call Call) (*Result, error) {
 func (r *Registry) unknown(ctx context.Context, call Call) (*Result, error) {
 	ctx, p := r.g.begin(ctx, &Tool{Name: call.Name, Toolset: r.toolset}, call)
 	defer p.span.End()
+	// The record names who asked for the tool, when the agent is known: a
+	// model probing for tools it was not given is worth seeing.
+	if id, _, err := r.g.identify(ctx); err == nil {
+		p.ev.Agent, p.ev.Chain = id.ID.String(), id.ChainStrings()
+		p.span.SetAttributes(semconv.GenAIAgentID(p.ev.Agent))
+	}
+	if task, ok := TaskFromContext(ctx); ok && task.g == r.g {
+		p.ev.Task, p.ev.OnBehalfOf = task.spec.ID, task.spec.OnBehalfOf
+	}
 	return p.deny(ctx, StepLookup, "no tool of that name is registered", nil, ErrUnknownTool)
 }
 

@@ -15,7 +15,8 @@
 // [SlogSink] writes events to a log/slog logger. [audittest.Recorder] keeps
 // them in memory for tests.
 //
-// [OTelSink] emits each event as an OpenTelemetry log record (event name
+// otelaudit.Sink (package github.com/agentguard/go-sdk/audit/otelaudit, a
+// module of its own) emits each event as an OpenTelemetry log record (event name
 // "agentguard.audit.<kind>", the event's fields as agentguard.* attributes,
 // plus gen_ai.agent.id, gen_ai.tool.name and gen_ai.tool.call.id), so that
 // audit ships through a collector with the spans. The OpenTelemetry SDK
@@ -106,5 +107,5 @@
 // where whoever can write the log cannot: append json.Marshal of each
 // [Checkpoint] to a file elsewhere ([ParseAnchors] and agentguard-audit
 // -anchors read it back), or ship them with [CheckpointEvent] through an
-// [OTelSink] to a collector.
+// otelaudit.Sink to a collector.
 package audit

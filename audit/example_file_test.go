@@ -80,7 +80,7 @@ func ExampleWithCheckpointFunc() {
 	keys := []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}
 
 	// In production, a file elsewhere, or audit.CheckpointEvent through
-	// an OTelSink to a collector.
+	// an otelaudit.Sink to a collector.
 	var anchors bytes.Buffer
 	keep := audit.WithCheckpointFunc(func(c audit.Checkpoint) {
 		b, _ := json.Marshal(c)

@@ -195,7 +195,7 @@ func WithCheckpointFunc(f func(Checkpoint)) FileOption {
 const KindCheckpoint Kind = "audit_checkpoint"
 
 // CheckpointEvent returns an event that carries checkpoint c, to ship it
-// as an anchor through another sink (an OTelSink to a collector): Kind
+// as an anchor through another sink (an otelaudit.Sink to a collector): Kind
 // KindCheckpoint, Time and Reason c's, and in Args the JSON of c, exactly
 // the line ParseAnchors reads back.
 func CheckpointEvent(c Checkpoint) Event {

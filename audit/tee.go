@@ -52,7 +52,7 @@ func (e *SinkError) Unwrap() error { return e.Err }
 // every write with ErrNoSink.
 //
 // A typical pairing is the chained file, the durable and verifiable copy,
-// with an OTelSink that ships the same events to a collector.
+// with an otelaudit.Sink that ships the same events to a collector.
 func Tee(sinks ...Sink) Sink {
 	t := make(tee, 0, len(sinks))
 	for i, s := range sinks {

@@ -1,4 +1,4 @@
-package audit_test
+package otelaudit_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
+	"github.com/agentguard/go-sdk/audit/otelaudit"
 )
 
 // otelRecords returns the records the sink's logger emitted.
@@ -29,8 +30,8 @@ func otelRecords(t *testing.T, rec *logtest.Recorder) []logtest.Record {
 	t.Helper()
 	var out []logtest.Record
 	for scope, rs := range rec.Result() {
-		if scope.Name != audit.OTelLoggerName {
-			t.Errorf("records in scope %q, want %q", scope.Name, audit.OTelLoggerName)
+		if scope.Name != otelaudit.LoggerName {
+			t.Errorf("records in scope %q, want %q", scope.Name, otelaudit.LoggerName)
 		}
 		out = append(out, rs...)
 	}
@@ -66,7 +67,7 @@ func denialEvent() audit.Event {
 // span context of the context given to Write.
 func TestOTelSinkRecord(t *testing.T) {
 	rec := logtest.NewRecorder()
-	sink := audit.NewOTelSink(rec)
+	sink := otelaudit.NewSink(rec)
 	sc := trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5}, TraceFlags: trace.FlagsSampled,
 	})
@@ -270,7 +271,7 @@ func TestOTelSinkCompleteness(t *testing.T) {
 	requireSet(t, reflect.ValueOf(e), "Event")
 
 	rec := logtest.NewRecorder()
-	if err := audit.NewOTelSink(rec).Write(context.Background(), e); err != nil {
+	if err := otelaudit.NewSink(rec).Write(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
 	rs := otelRecords(t, rec)
@@ -336,7 +337,7 @@ func TestOTelSinkArgsVerbatim(t *testing.T) {
 			e := audit.Event{Kind: audit.KindToolCall, Tool: "pay", Decision: audit.Allow, Outcome: audit.OutcomeOK,
 				ArgsDigest: "sha256:" + hex.EncodeToString(sum[:]), Args: json.RawMessage(tt.args)}
 			rec, kept := logtest.NewRecorder(), audittest.NewRecorder()
-			if err := audit.Tee(kept, audit.NewOTelSink(rec)).Write(context.Background(), e); err != nil {
+			if err := audit.Tee(kept, otelaudit.NewSink(rec)).Write(context.Background(), e); err != nil {
 				t.Fatalf("Write = %v", err)
 			}
 			if n := len(kept.Events()); n != 1 {
@@ -387,7 +388,7 @@ func TestOTelSinkSeverityAndBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := logtest.NewRecorder()
-			if err := audit.NewOTelSink(rec).Write(context.Background(), tt.e); err != nil {
+			if err := otelaudit.NewSink(rec).Write(context.Background(), tt.e); err != nil {
 				t.Fatal(err)
 			}
 			rs := otelRecords(t, rec)
@@ -415,7 +416,7 @@ func TestOTelSinkDisabled(t *testing.T) {
 		asked = p
 		return false
 	}))
-	if err := audit.NewOTelSink(rec).Write(context.Background(), denialEvent()); err != nil {
+	if err := otelaudit.NewSink(rec).Write(context.Background(), denialEvent()); err != nil {
 		t.Fatal(err)
 	}
 	if rs := otelRecords(t, rec); len(rs) != 0 {
@@ -437,7 +438,7 @@ func TestOTelSinkAlwaysEmits(t *testing.T) {
 	if _, err := json.Marshal(e); err == nil {
 		t.Fatal("the event has a JSON form; the test needs one without")
 	}
-	if err := audit.NewOTelSink(rec).Write(context.Background(), e); err != nil {
+	if err := otelaudit.NewSink(rec).Write(context.Background(), e); err != nil {
 		t.Fatalf("Write = %v", err)
 	}
 	rs := otelRecords(t, rec)
@@ -461,7 +462,7 @@ func TestOTelSinkOptionsAndGlobal(t *testing.T) {
 	rec := logtest.NewRecorder()
 	global.SetLoggerProvider(rec)
 
-	sink := audit.NewOTelSink(nil, audit.WithOTelLoggerOptions(log.WithInstrumentationVersion("v9")))
+	sink := otelaudit.NewSink(nil, otelaudit.WithLoggerOptions(log.WithInstrumentationVersion("v9")))
 	//nolint:staticcheck // a nil context must not panic in an audit sink
 	if err := sink.Write(nil, audit.Event{Kind: audit.KindTaskEnd, Task: "t"}); err != nil {
 		t.Fatal(err)
@@ -471,7 +472,7 @@ func TestOTelSinkOptionsAndGlobal(t *testing.T) {
 		t.Fatalf("%d scopes", len(res))
 	}
 	for scope, rs := range res {
-		if scope.Name != audit.OTelLoggerName || scope.Version != "v9" {
+		if scope.Name != otelaudit.LoggerName || scope.Version != "v9" {
 			t.Errorf("scope %+v", scope)
 		}
 		if len(rs) != 1 || rs[0].EventName != "agentguard.audit.task_end" {
@@ -483,9 +484,9 @@ func TestOTelSinkOptionsAndGlobal(t *testing.T) {
 // An OTelSink emits each event as an OpenTelemetry log record; here a
 // logtest.Recorder stands in for the SDK's LoggerProvider. Pair it with a
 // durable sink through Tee.
-func ExampleNewOTelSink() {
+func ExampleNewSink() {
 	lp := logtest.NewRecorder()
-	sink := audit.NewOTelSink(lp)
+	sink := otelaudit.NewSink(lp)
 	_ = sink.Write(context.Background(), audit.Event{
 		Time: time.Now(), Kind: audit.KindToolCall,
 		Agent: "spiffe://example.org/agent/a", Tool: "refund", Decision: audit.Deny,
@@ -535,7 +536,7 @@ func BenchmarkOTelSink(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.Run("otel", func(b *testing.B) {
-		sink := audit.NewOTelSink(discardLogs{})
+		sink := otelaudit.NewSink(discardLogs{})
 		b.ReportAllocs()
 		for b.Loop() {
 			if err := sink.Write(ctx, e); err != nil {
@@ -544,7 +545,7 @@ func BenchmarkOTelSink(b *testing.B) {
 		}
 	})
 	b.Run("tee", func(b *testing.B) {
-		sink := audit.Tee(audit.Discard, audit.NewOTelSink(discardLogs{}))
+		sink := audit.Tee(audit.Discard, otelaudit.NewSink(discardLogs{}))
 		b.ReportAllocs()
 		for b.Loop() {
 			if err := sink.Write(ctx, e); err != nil {

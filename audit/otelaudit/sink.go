@@ -1,4 +1,4 @@
-package audit
+package otelaudit
 
 import (
 	"context"
@@ -7,25 +7,27 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/log/global"
+
+	"github.com/agentguard/go-sdk/audit"
 )
 
-// OTelLoggerName is the name of the OpenTelemetry logger an OTelSink emits
+// LoggerName is the name of the OpenTelemetry logger a Sink emits
 // through: its instrumentation scope.
-const OTelLoggerName = "github.com/agentguard/go-sdk/audit"
+const LoggerName = "github.com/agentguard/go-sdk/audit/otelaudit"
 
-// OTelEventPrefix starts the event name of every record an OTelSink emits;
+// EventPrefix starts the event name of every record a Sink emits;
 // the event's kind ends it, as in "agentguard.audit.tool_call".
-const OTelEventPrefix = "agentguard.audit."
+const EventPrefix = "agentguard.audit."
 
 // The OpenTelemetry GenAI names for the acting agent, the tool and the
-// call, which an OTelSink sets beside the agentguard.* keys.
+// call, which a Sink sets beside the agentguard.* keys.
 const (
 	attrGenAIAgentID    = attribute.Key("gen_ai.agent.id")
 	attrGenAIToolName   = attribute.Key("gen_ai.tool.name")
 	attrGenAIToolCallID = attribute.Key("gen_ai.tool.call.id")
 )
 
-// OTelSink emits each event as an OpenTelemetry log record, so that audit
+// Sink emits each event as an OpenTelemetry log record, so that audit
 // leaves through the same collector as the spans.
 //
 // A record's event name is "agentguard.audit.<kind>", its timestamp the
@@ -53,35 +55,35 @@ const (
 // Delivery is the job of the OpenTelemetry SDK's log processors and
 // exporters, which batch, retry and may drop records: the log API reports
 // no failure, and no value in an event stops it from becoming a record, so
-// Write never fails. Pair it, with Tee, with a sink that keeps a durable and
+// Write never fails. Pair it, with audit.Tee, with a sink that keeps a durable and
 // verifiable copy, such as the chained file.
 //
-// An OTelSink is safe for concurrent use.
-type OTelSink struct {
+// An Sink is safe for concurrent use.
+type Sink struct {
 	logger log.Logger
 	now    func() time.Time
 }
 
-var _ Sink = (*OTelSink)(nil)
+var _ audit.Sink = (*Sink)(nil)
 
-// OTelOption configures an OTelSink.
-type OTelOption func(*otelConfig)
+// Option configures a Sink.
+type Option func(*otelConfig)
 
 type otelConfig struct {
 	loggerOpts []log.LoggerOption
 }
 
-// WithOTelLoggerOptions passes options, such as the instrumentation
+// WithLoggerOptions passes options, such as the instrumentation
 // version or scope attributes, to the provider when the sink's logger is
 // made.
-func WithOTelLoggerOptions(opts ...log.LoggerOption) OTelOption {
+func WithLoggerOptions(opts ...log.LoggerOption) Option {
 	return func(c *otelConfig) { c.loggerOpts = append(c.loggerOpts, opts...) }
 }
 
-// NewOTelSink returns a sink that emits events through the logger named
-// OTelLoggerName of lp. A nil lp means the global provider, which drops
+// NewSink returns a sink that emits events through the logger named
+// LoggerName of lp. A nil lp means the global provider, which drops
 // records until the program sets one (global.SetLoggerProvider).
-func NewOTelSink(lp log.LoggerProvider, opts ...OTelOption) *OTelSink {
+func NewSink(lp log.LoggerProvider, opts ...Option) *Sink {
 	var cfg otelConfig
 	for _, o := range opts {
 		o(&cfg)
@@ -89,12 +91,12 @@ func NewOTelSink(lp log.LoggerProvider, opts ...OTelOption) *OTelSink {
 	if lp == nil {
 		lp = global.GetLoggerProvider()
 	}
-	return &OTelSink{logger: lp.Logger(OTelLoggerName, cfg.loggerOpts...), now: time.Now}
+	return &Sink{logger: lp.Logger(LoggerName, cfg.loggerOpts...), now: time.Now}
 }
 
 // Write emits e as one log record, unless the logger is not enabled for
 // it. It always returns nil: every event can be converted.
-func (s *OTelSink) Write(ctx context.Context, e Event) error {
+func (s *Sink) Write(ctx context.Context, e audit.Event) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -118,29 +120,29 @@ func (s *OTelSink) Write(ctx context.Context, e Event) error {
 
 // otelEventNames are the event names of the known kinds, made once so a
 // write does not build its name.
-var otelEventNames = func() map[Kind]string {
-	m := make(map[Kind]string)
-	for _, k := range []Kind{KindToolCall, KindTaskStart, KindTaskEnd, KindCredentialIssue,
-		KindCredentialRefresh, KindCredentialFail, KindCredentialRevoke, KindDelegate,
-		KindHandoffAccept, KindPolicyLoad, KindPolicyReject, KindToolsetChange, KindPromptChange,
-		KindSuspend, KindResume, KindIdentityChange, KindToolList, KindCheckpoint} {
-		m[k] = OTelEventPrefix + string(k)
+var otelEventNames = func() map[audit.Kind]string {
+	m := make(map[audit.Kind]string)
+	for _, k := range []audit.Kind{audit.KindToolCall, audit.KindTaskStart, audit.KindTaskEnd, audit.KindCredentialIssue,
+		audit.KindCredentialRefresh, audit.KindCredentialFail, audit.KindCredentialRevoke, audit.KindDelegate,
+		audit.KindHandoffAccept, audit.KindPolicyLoad, audit.KindPolicyReject, audit.KindToolsetChange, audit.KindPromptChange,
+		audit.KindSuspend, audit.KindResume, audit.KindIdentityChange, audit.KindToolList, audit.KindCheckpoint} {
+		m[k] = EventPrefix + string(k)
 	}
 	return m
 }()
 
-func otelEventName(k Kind) string {
+func otelEventName(k audit.Kind) string {
 	if n, ok := otelEventNames[k]; ok {
 		return n
 	}
-	return OTelEventPrefix + string(k)
+	return EventPrefix + string(k)
 }
 
 // otelSeverity is Warn for what someone should look at (a denial, a
 // failure, a refused policy version), Info otherwise.
-func otelSeverity(e *Event) (log.Severity, string) {
-	if e.Decision == Deny || e.Outcome == OutcomeDenied || e.Outcome == OutcomeError ||
-		e.Error != "" || e.Kind == KindPolicyReject {
+func otelSeverity(e *audit.Event) (log.Severity, string) {
+	if e.Decision == audit.Deny || e.Outcome == audit.OutcomeDenied || e.Outcome == audit.OutcomeError ||
+		e.Error != "" || e.Kind == audit.KindPolicyReject {
 		return log.SeverityWarn, "WARN"
 	}
 	return log.SeverityInfo, "INFO"
@@ -148,7 +150,7 @@ func otelSeverity(e *Event) (log.Severity, string) {
 
 // otelSummary is the record's body: the kind, the decision (or else the
 // outcome) and what the event concerns, such as "tool_call deny refund".
-func otelSummary(e *Event) string {
+func otelSummary(e *audit.Event) string {
 	b := make([]byte, 0, 64)
 	b = append(b, e.Kind...)
 	switch {
@@ -247,8 +249,8 @@ func (a attrs) group(k attribute.Key, v attrs) attrs {
 
 // otelAttributes appends to buf the attributes of e, from its fields, in
 // the order of its JSON form, then the GenAI aliases. A field added to
-// Event needs a line here; TestOTelSinkCompleteness fails until it has one.
-func otelAttributes(buf []attribute.KeyValue, e *Event) []attribute.KeyValue {
+// audit.Event needs a line here; TestOTelSinkCompleteness fails until it has one.
+func otelAttributes(buf []attribute.KeyValue, e *audit.Event) []attribute.KeyValue {
 	a := attrs(buf)
 	a = append(a, attrKind.String(string(e.Kind)))
 	a = a.str(attrAgent, e.Agent)
@@ -348,7 +350,7 @@ func otelAttributes(buf []attribute.KeyValue, e *Event) []attribute.KeyValue {
 }
 
 // shadowValue is one shadow decision as a map.
-func shadowValue(sh *Shadow) attribute.Value {
+func shadowValue(sh *audit.Shadow) attribute.Value {
 	var g [6]attribute.KeyValue
 	m := append(attrs(g[:0]), attribute.String("mode", sh.Mode))
 	m = m.str("revision", sh.Revision)

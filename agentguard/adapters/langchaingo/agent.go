@@ -1,0 +1,93 @@
+package langchainguard
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tmc/langchaingo/agents"
+	"github.com/tmc/langchaingo/tools"
+
+	"github.com/agentguard/go-sdk/agentguard"
+)
+
+// Agent returns a so that langchaingo's executor dispatches only guarded
+// tools: the executor runs the tools the agent's GetTools returns, and an
+// agent may hold a tool the toolset was not given (appended to its Tools
+// field, or passed to its constructor unwrapped). Agent leaves the tools of
+// any Toolset as they are and replaces every other tool by one that never
+// runs it: each call is denied, audited and traced as a call of a tool
+// not registered in this toolset (agentguard.ErrUnknownTool), and the
+// model gets the denial as its observation. Give the executor the agent
+// Agent returns:
+//
+//	executor := agents.NewExecutor(set.Agent(agent), agents.WithCallbacksHandler(set.Callbacks()))
+//
+// The tools the model is told about are still the agent's own (its
+// prompt or function list); only their dispatch changes.
+func (s *Toolset) Agent(a agents.Agent) agents.Agent {
+	return &guardedAgent{Agent: a, set: s}
+}
+
+// guardedAgent is an agent whose tools are all guarded.
+type guardedAgent struct {
+	agents.Agent
+	set *Toolset
+}
+
+var _ agents.Agent = (*guardedAgent)(nil)
+
+// GetTools returns the agent's tools, those not guarded by a Toolset
+// replaced by refusals.
+func (a *guardedAgent) GetTools() []tools.Tool {
+	in := a.Agent.GetTools()
+	out := make([]tools.Tool, len(in))
+	for i, t := range in {
+		switch t.(type) {
+		case *guardedTool:
+			out[i] = t
+		default:
+			out[i] = &refusedTool{set: a.set, inner: t}
+		}
+	}
+	return out
+}
+
+// refusedTool stands in for a tool no Toolset guards: every call is denied.
+type refusedTool struct {
+	set   *Toolset
+	inner tools.Tool
+}
+
+var _ tools.Tool = (*refusedTool)(nil)
+
+// Name returns the name of the tool it stands in for.
+func (t *refusedTool) Name() string {
+	if t.inner == nil {
+		return ""
+	}
+	return t.inner.Name()
+}
+
+// Description returns the description of the tool it stands in for.
+func (t *refusedTool) Description() string {
+	if t.inner == nil {
+		return ""
+	}
+	return t.inner.Description()
+}
+
+// Call denies the call through the toolset's empty registry, which audits
+// and traces it; the tool it stands in for never runs.
+func (t *refusedTool) Call(ctx context.Context, input string) (string, error) {
+	name := t.Name()
+	args, err := argsOf(false, input)
+	if err != nil {
+		return "", fmt.Errorf("langchainguard: tool %q: arguments: %w", name, err)
+	}
+	res, err := t.set.unlisted.Call(ctx, agentguard.Call{ID: t.set.ids.take(ctx, name, input), Name: name, Args: args})
+	if err == nil {
+		// The registry is empty: a call through it cannot succeed.
+		return "", fmt.Errorf("langchainguard: tool %q is not guarded", name)
+	}
+	return t.set.observation(name, res, err)
+}

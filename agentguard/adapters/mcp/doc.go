@@ -1,0 +1,117 @@
+// Package mcpguard guards the tool calls that pass through the official MCP
+// Go SDK (github.com/modelcontextprotocol/go-sdk), on both sides of the
+// protocol. It is its own module, so that the core module never imports
+// MCP:
+//
+//	go get github.com/agentguard/go-sdk/agentguard/adapters/mcp
+//
+//	import mcpguard "github.com/agentguard/go-sdk/agentguard/adapters/mcp"
+//
+// # Client side: an agent calling remote MCP servers
+//
+// A Session wraps an mcp.ClientSession. The server's tools become the tools
+// of one agentguard.Registry, whose toolset (policy's Toolset::"<name>") is
+// the server's name from its initialize result (WithToolset overrides it);
+// each tool's annotations become the resource's attributes (read_only,
+// destructive, idempotent, open_world, with MCP's defaults for absent
+// hints), and WithToolConfig adds what MCP cannot say (risk, labels, the
+// credentials a call needs).
+//
+//	client := mcp.NewClient(impl, &mcp.ClientOptions{
+//		ToolListChangedHandler: mcpguard.ToolListChanged(nil),
+//	})
+//	cs, err := client.Connect(ctx, transport, nil)
+//	...
+//	s, err := mcpguard.NewSession(ctx, guard, cs)
+//	defer s.Close()
+//	tools, err := s.Tools(ctx) // for the model: what policy lets it call
+//	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+//	if err != nil {
+//		res = mcpguard.ErrorResult(err) // isError, with agentguard.Explain's text
+//	}
+//
+// Tool definitions are pinned, never trusted on first use: a tool is listed
+// and callable only once its definition (name, title, description, input
+// and output schemas, annotations) is pinned in the guard's Lock. An
+// operator pins a server's tools ahead of time with PinTools and a lock
+// file given to agentguard.WithLock, or approves them with
+// Registry.Review (policy's Action::"change_toolset" and the guard's
+// approver). When the server sends notifications/tools/list_changed, the
+// session lists the tools again (Session.Refresh, which the application may
+// also call): a definition that changed (a rug pull: a description that now
+// says "ignore previous instructions...") is hidden from Tools and its
+// calls are denied with agentguard.ErrIntegrity until a review approves it,
+// a tool that is new waits the same way, and a tool the server no longer
+// lists is denied with agentguard.ErrUnknownTool. Registry.Pending shows
+// what waits. A listing that fails leaves no tool callable until one
+// succeeds.
+//
+// A denied call returns the guard's error (matching agentguard.ErrDenied)
+// and the tool is not called on the server; ErrorResult turns any error of
+// a guarded call into the MCP idiom, a CallToolResult with isError, for the
+// model to read so that the run goes on. A server's own isError result is
+// a tool failure: an *agentguard.ToolError wrapping a *ToolFailure.
+// Approvals use the guard's Approver; with an approval.Deferred, the
+// ErrorResult names the request a human must decide before the model calls
+// again in the same task.
+//
+// Not guarded on the client side: calls made on the mcp.ClientSession
+// itself (Session.ClientSession returns it for prompts and resources), and
+// what the server asks of the client (sampling, elicitation, roots).
+// Tools whose names the guard refuses (other than 1 to 128 of A-Z a-z 0-9
+// _ . -) or whose schemas are not JSON objects are left out, and so is every
+// copy of a name listed twice. Without the ToolListChanged handler, changes
+// are seen only at the next Refresh; on the 2026-07-28 protocol, a Refresh
+// may be answered from the SDK's cache of tools/list for the ttlMs the
+// server set.
+//
+// # Server side: a Go MCP server guarding its own tools
+//
+// A Server is receiving middleware for an mcp.Server: it runs every
+// tools/call through the guard, for the identity of the caller, with the
+// server's own handling as the tool's execution, and shows in tools/list
+// only the tools policy lets the caller call. The caller's identity is that
+// of the request, never the server's: the guard must use CallerSource.
+//
+//	guard, err := agentguard.New(
+//		agentguard.WithIdentity(mcpguard.CallerSource(nil)),
+//		agentguard.WithPolicy(engine), ...)
+//	g, err := mcpguard.NewServer(guard, "files")
+//	server.AddReceivingMiddleware(g.Middleware())
+//	verify := mcpguard.VerifyJWTSVID(bundles, "spiffe://example.org/mcp/files")
+//	http.Handle("/mcp", auth.RequireBearerToken(verify, nil)(
+//		mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)))
+//
+// The caller is found in the request's token info (req.Extra.TokenInfo,
+// which auth.RequireBearerToken sets on the streamable HTTP transport), by
+// this rule: a TokenInfo made by VerifyJWTSVID names the SPIFFE ID of the
+// JWT-SVID it verified; otherwise, unless WithRequireJWTSVID, its UserID
+// must be a SPIFFE ID, as the server's own verifier vouches. A request with
+// no verified caller is denied with agentguard.ErrNoIdentity. Transports
+// without tokens (the SDK's in-memory transport) need WithTestCaller, which
+// is for tests only.
+//
+// A denial is a CallToolResult with isError and agentguard.Explain's text,
+// not a JSON-RPC error, so that the caller's model reads why. The server's
+// tools come from its own tools/list, taken at each request: a tool first
+// seen is trusted on first use unless the guard has a Lock; a definition
+// replaced later waits for Registry.Review; a name the server does not list
+// is denied. Tool handlers find their task credentials with
+// credentials.FromContext and receive the canonical arguments the guard
+// checked.
+//
+// Approvals use MCP's own human-in-the-loop, elicitation, when the server
+// is given WithElicitation and the guard an approval.Deferred: on the
+// 2026-07-28 protocol the call answers with an input-required result (an
+// elicitation under ElicitationKey), the client asks its user and calls
+// again, and the guard runs the call again in the same task, where the
+// decision is waiting; on older protocols the server elicits while serving
+// the call. Each guarded run is audited and traced: an approved call leaves
+// the paused run's record (denied, approval pending) and the resumed one's.
+//
+// Not guarded on the server side: prompts, resources and custom methods;
+// tool handlers the server's own code calls directly; and the short window
+// between the middleware's listing of the tools and the server's dispatch of
+// the call, should the tool be replaced in it. Each tools/call lists the
+// server's tools once, a cost proportional to their number.
+package mcpguard
