@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/credentials"
+	"github.com/agentguard/go-sdk/policy"
 	"github.com/agentguard/go-sdk/policy/policytest"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -103,8 +106,10 @@ func TestBeginToolFails(t *testing.T) {
 	}
 }
 
-// TestBeginCancelled: a call whose End never comes finishes when its
-// context is cancelled, and is recorded as failed.
+// TestBeginCancelled: a call whose context is cancelled while the
+// framework runs the tool is recorded with the outcome End reports; one
+// cancelled before the tool was handed out is denied, and the tool must
+// not run.
 func TestBeginCancelled(t *testing.T) {
 	env, _ := execEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,10 +118,72 @@ func TestBeginCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if _, err := x.End(&agentguard.Result{Output: "late"}, nil); !errors.Is(err, context.Canceled) {
-		t.Fatalf("End after cancel = %v, want context.Canceled", err)
+	if res, err := x.End(&agentguard.Result{Output: "done anyway"}, nil); err != nil || res.Output != "done anyway" {
+		t.Fatalf("End after cancel = %v, %v; want the tool's result", res, err)
 	}
-	if evs := env.Audit.Kind(audit.KindToolCall); len(evs) != 1 || evs[0].Outcome != audit.OutcomeError {
+	if evs := env.Audit.Kind(audit.KindToolCall); len(evs) != 1 || evs[0].Outcome != audit.OutcomeOK {
+		t.Fatalf("records = %+v, want the tool's real outcome", evs)
+	}
+
+	_, x, err = env.Guard.Begin(ctx, searchTool(), agentguard.Call{ID: "fc-6"})
+	var de *agentguard.DenyError
+	if x != nil || !errors.As(err, &de) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Begin with a cancelled context = %v, %v; want a denial", x, err)
+	}
+	if _, err := x.End(nil, nil); !errors.Is(err, agentguard.ErrDenied) {
+		t.Fatalf("End of no execution = %v", err)
+	}
+	if evs := env.Audit.Kind(audit.KindToolCall); len(evs) != 2 || evs[1].Outcome != audit.OutcomeDenied {
 		t.Fatalf("records = %+v", evs)
+	}
+}
+
+// TestBeginAbandoned: a call whose context ends and whose End never
+// comes is recorded, after the end timeout, as failed with an error
+// saying the tool may have run; the goroutine it held stops.
+func TestBeginAbandoned(t *testing.T) {
+	env := agentguardtest.New(t, policytest.NewRules(policytest.Rule{ID: "search-ok", Tool: "search"}), execCanary,
+		agentguard.WithEndTimeout(time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	_, x, err := env.Guard.Begin(ctx, searchTool(), agentguard.Call{ID: "fc-7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	var evs []audit.Event
+	for len(evs) == 0 {
+		evs = env.Audit.Kind(audit.KindToolCall)
+		runtime.Gosched()
+	}
+	if evs[0].Outcome != audit.OutcomeError || !strings.Contains(evs[0].Error, "may have run") {
+		t.Fatalf("record = %+v", evs[0])
+	}
+	if _, err := x.End(&agentguard.Result{Output: "too late"}, nil); err == nil || !strings.Contains(err.Error(), "may have run") {
+		t.Fatalf("late End = %v", err)
+	}
+}
+
+// TestCancelledBeforeExecute: a call whose context ends after it was
+// authorized (here, while an obligation ran) is denied at execute: the
+// tool does not run.
+func TestCancelledBeforeExecute(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	engine := policytest.Func(func(r *policy.Request) policy.Decision {
+		return policy.Decision{Allowed: true, Policies: []string{"p"}, Obligations: []policy.Obligation{{Name: "notify", PolicyID: "p"}}}
+	})
+	env := agentguardtest.New(t, engine, execCanary, agentguard.WithObligation("notify",
+		func(context.Context, policy.Obligation, agentguard.Call) error {
+			cancel() // the run was abandoned meanwhile
+			return nil
+		}))
+	ran := false
+	refund := &agentguard.Tool{Name: "refund", Handler: func(context.Context, json.RawMessage) (*agentguard.Result, error) {
+		ran = true
+		return &agentguard.Result{}, nil
+	}}
+	_, err := env.Guard.Invoke(ctx, refund, agentguard.Call{})
+	var de *agentguard.DenyError
+	if ran || !errors.As(err, &de) || de.Step != agentguard.StepExecute || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Invoke = %v (ran %v); want a denial at execute", err, ran)
 	}
 }

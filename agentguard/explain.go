@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // PendingError is the error an Approver returns when it has passed a
@@ -40,26 +41,110 @@ func Explain(err error) string {
 	if err == nil {
 		return ""
 	}
-	var (
-		deny   *DenyError
-		tool   *ToolError
-		change *ChangeError
-		wait   *PendingError
-	)
-	switch {
-	case errors.As(err, &wait) && wait.Request != nil:
-		return fmt.Sprintf("The call to tool %q needs a human's approval (%s). The request %s has been sent; the call was not made.",
-			wait.Request.Tool, kindText(wait.Request.Kind), wait.Request.ID)
-	case errors.As(err, &deny):
-		return explainDenial(deny)
-	case errors.As(err, &tool):
-		return fmt.Sprintf("The tool %q failed: %s", tool.Tool, tool.msg)
-	case errors.As(err, &change):
-		return fmt.Sprintf("The change of %q was refused at %s: %s.", change.Name, change.Step, reasonText(change.Reason, change.Err))
-	case errors.Is(err, ErrClosed):
+	// Only the guard's own error counts: a tool's error may wrap errors of
+	// other guards (a sub-agent used as a tool), whose text was never
+	// scrubbed of this call's credentials.
+	switch e := guardError(err).(type) {
+	case *PendingError:
+		return explainPending(e)
+	case *DenyError:
+		var wait *PendingError
+		if errors.As(e.Err, &wait) && wait.Request != nil {
+			return explainPending(wait)
+		}
+		return explainDenial(e)
+	case *ToolError:
+		return fmt.Sprintf("The tool %q failed: %s", e.Tool, clipText(e.msg, maxExplained))
+	case *ChangeError:
+		var wait *PendingError
+		if errors.As(e.Err, &wait) && wait.Request != nil {
+			return explainPending(wait)
+		}
+		return fmt.Sprintf("The change of %q was refused at %s: %s.", e.Name, e.Step, reasonText(e.Reason, e.Err))
+	}
+	if errors.Is(err, ErrClosed) {
 		return "The call was not made: the guard is closed."
 	}
 	return "The call was not made: the tool could not be run."
+}
+
+// PendingApproval returns the request of a call (or change) that the
+// guard refused because its approval waits for a human
+// (ErrApprovalPending), from the error Invoke, Registry.Call, Middleware,
+// Begin or Review returned. It looks only at the guard's own error, never
+// inside the error of a tool that ran (which may hold another guard's
+// pending request, as an agent used as a tool would).
+func PendingApproval(err error) (*ApprovalRequest, bool) {
+	var wait *PendingError
+	switch e := guardError(err).(type) {
+	case *PendingError:
+		wait = e
+	case *DenyError:
+		if !errors.As(e.Err, &wait) {
+			return nil, false
+		}
+	case *ChangeError:
+		if !errors.As(e.Err, &wait) {
+			return nil, false
+		}
+	default:
+		return nil, false
+	}
+	if wait.Request == nil {
+		return nil, false
+	}
+	return wait.Request, true
+}
+
+// guardError is the outermost of the guard's errors in err's chain (a
+// *DenyError, *ToolError, *ChangeError or *PendingError), or nil.
+func guardError(err error) error {
+	for err != nil {
+		switch err.(type) {
+		case *DenyError, *ToolError, *ChangeError, *PendingError:
+			return err
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if g := guardError(e); g != nil {
+					return g
+				}
+			}
+			return nil
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// maxExplained bounds the part of a tool's error text a model is given.
+const maxExplained = 2048
+
+// clipText cuts s to at most n bytes, at a rune boundary, marking the cut.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + " [...]"
+}
+
+// explainPending is Explain for a request that waits for a human.
+func explainPending(e *PendingError) string {
+	r := e.Request
+	if r.Action != ApproveCall && r.Action != "" {
+		return fmt.Sprintf("The change of %q needs a human's approval (%s). The request %s has been sent; the change has not been made.",
+			r.Tool, kindText(r.Kind), r.ID)
+	}
+	return fmt.Sprintf("The call to tool %q needs a human's approval (%s). The request %s has been sent; the call was not made.",
+		r.Tool, kindText(r.Kind), r.ID)
 }
 
 // explainDenial is Explain for a denial.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -49,5 +50,35 @@ func TestExplain(t *testing.T) {
 	}
 	if agentguard.Explain(nil) != "" {
 		t.Error("Explain(nil) is not empty")
+	}
+}
+
+// TestExplainOnlyTheGuardsOwnError: a tool's error that wraps another
+// guard's denial or pending approval (an agent used as a tool) is the
+// tool's failure, explained from its scrubbed text, and pauses nothing.
+func TestExplainOnlyTheGuardsOwnError(t *testing.T) {
+	env := agentguardtest.New(t, nil, execCanary)
+	inner := &agentguard.DenyError{Tool: "inner", Step: agentguard.StepApprove, Reason: "upstream rejected " + execCanary,
+		Err: &agentguard.PendingError{Request: &agentguard.ApprovalRequest{ID: "approval-inner", Tool: "inner"}}}
+	tool := searchTool()
+	tool.Handler = func(context.Context, json.RawMessage) (*agentguard.Result, error) {
+		return nil, fmt.Errorf("sub-agent: %w", inner)
+	}
+	_, err := env.Guard.Invoke(context.Background(), tool, agentguard.Call{})
+	msg := agentguard.Explain(err)
+	if !strings.HasPrefix(msg, `The tool "search" failed:`) || strings.Contains(msg, execCanary) {
+		t.Fatalf("Explain = %q", msg)
+	}
+	if r, ok := agentguard.PendingApproval(err); ok {
+		t.Fatalf("PendingApproval found %+v inside a tool's error", r)
+	}
+	long := errors.New(strings.Repeat("x", 10000))
+	if got := agentguard.Explain(errors.Join(errors.New("outer"), &agentguard.DenyError{Tool: "t", Step: "authorize", Reason: "no"})); !strings.Contains(got, `"t" was denied`) {
+		t.Fatalf("joined: %q", got)
+	}
+	tool.Handler = func(context.Context, json.RawMessage) (*agentguard.Result, error) { return nil, long }
+	_, err = env.Guard.Invoke(context.Background(), tool, agentguard.Call{})
+	if got := agentguard.Explain(err); len(got) > 2200 || !strings.HasSuffix(got, "[...]") {
+		t.Fatalf("a long error is given whole: %d bytes", len(got))
 	}
 }

@@ -323,6 +323,12 @@ func (p *call) steps(ctx context.Context, exec Next) (*Result, error) {
 	if err := g.checkSuspended(id); err != nil {
 		return p.deny(ctx, StepSuspend, "agent suspended", nil, err)
 	}
+	// A call whose context ended while it waited (for a human, a
+	// credential) is not run: nobody is left to take its result.
+	p.step = StepExecute
+	if err := ctx.Err(); err != nil {
+		return p.deny(ctx, StepExecute, "the call was cancelled before the tool ran", nil, err)
+	}
 	p.step = StepBudget
 	if err := task.admit(t.Name, g.cfg.now()); err != nil {
 		if errors.Is(err, ErrTaskEnded) {

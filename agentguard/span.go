@@ -27,7 +27,7 @@ const (
 	AttrApproval        = attribute.Key("agentguard.approval.granted")
 	AttrApprovers       = attribute.Key("agentguard.approval.approvers")
 	// AttrApprovalStatus is how an approval ended: granted, refused,
-	// timeout, error, expired, unbound or unavailable.
+	// timeout, error, expired, unbound, unavailable or pending.
 	AttrApprovalStatus = attribute.Key("agentguard.approval.status")
 	// AttrApprovalDigest binds an approval to the exact call.
 	AttrApprovalDigest = attribute.Key("agentguard.approval.digest")

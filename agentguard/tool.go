@@ -398,11 +398,14 @@ func scrubStrings(v any, sc *credentials.Scrubber) (any, bool) {
 }
 
 // Fingerprint is "sha256:<hex>" over the canonical JSON of the tool's name,
-// description, input schema and annotations: what a model reads to decide to
-// call it. A changed fingerprint means a changed tool. It is one-to-one for
-// the definitions the guard accepts (valid UTF-8, an input schema that is a
-// JSON object without keys repeated or equal under case folding); for
-// others it is not, and the guard refuses them (ErrInvalidTool).
+// description, input schema and annotations, and its title and output
+// schema when it has them: what a model reads to decide to call it. A
+// changed fingerprint means a changed tool; a tool without a title or
+// output schema has the fingerprint it had before they were covered. It is
+// one-to-one for the definitions the guard accepts (valid UTF-8, schemas
+// that are JSON objects without keys repeated or equal under case
+// folding); for others it is not, and the guard refuses them
+// (ErrInvalidTool).
 func (t *Tool) Fingerprint() string {
 	def := map[string]any{
 		"name":         t.Name,

@@ -156,8 +156,9 @@ type Approval struct {
 	Required bool `json:"required"`
 	Granted  bool `json:"granted"`
 	// Status is how it ended: granted, refused, timeout, error, expired
-	// (answered too late), unbound (the answer named another request) or
-	// unavailable (no approver).
+	// (answered too late), unbound (the answer named another request),
+	// unavailable (no approver) or pending (passed to a human who answers
+	// later, out of band; the call may be made again then).
 	Status string `json:"status,omitempty"`
 	// Kind is the kind of approval asked for, such as "two-person".
 	Kind string `json:"kind,omitempty"`

@@ -20,14 +20,21 @@ const (
 	// DefaultDeferredLimit bounds the requests a Deferred holds at once,
 	// pending and decided together.
 	DefaultDeferredLimit = 10000
+	// DefaultDeferredAgentLimit bounds the requests of one agent pending
+	// at once, so that one agent cannot starve the others.
+	DefaultDeferredAgentLimit = 100
+	// DefaultDecisionTTL is how long a decision waits for its call to be
+	// made again: the framework resumes the run right after the human
+	// answered.
+	DefaultDecisionTTL = 10 * time.Minute
 )
 
 // ErrQuorum: a grant named fewer distinct approvers than the request's
 // kind needs (WithDeferredQuorum).
 var ErrQuorum = errors.New("approval: not enough approvers")
 
-// ErrFull: a Deferred holds as many requests as it may; the call is denied
-// until some are decided or expire.
+// ErrFull: a Deferred holds as many requests as it may, in all or for the
+// calling agent; the call is denied until some are decided or expire.
 var ErrFull = errors.New("approval: too many requests waiting")
 
 // Deferred is the Approver for agent frameworks whose human-in-the-loop
@@ -46,14 +53,23 @@ var ErrFull = errors.New("approval: too many requests waiting")
 // decision, once. A decision is used by one call only, and never for
 // another call, other arguments, another task or another agent.
 //
-// Pending requests and decisions expire after WithDeferredTTL (24 hours
-// by default); at most WithDeferredLimit of them are held. All methods are
+// A decision counts only for a request of the same kind whose quorum it
+// meets: if the call, made again, needs another kind of approval (policy
+// changed meanwhile), the decision is dropped and the call waits again. The
+// same call asked again before anyone answered gets the request already
+// pending, with its ID, rather than a new one.
+//
+// Pending requests expire after WithDeferredTTL (24 hours by default),
+// decisions after WithDecisionTTL (10 minutes); at most WithDeferredLimit
+// requests are held, and WithDeferredAgentLimit per agent. All methods are
 // safe for concurrent use; the zero value is not usable: use NewDeferred.
 type Deferred struct {
-	ttl    time.Duration
-	limit  int
-	quorum map[string]int
-	now    func() time.Time
+	ttl         time.Duration
+	decisionTTL time.Duration
+	limit       int
+	agentLimit  int
+	quorum      map[string]int
+	now         func() time.Time
 
 	mu sync.Mutex
 	// pending holds the requests waiting for a human, by ID.
@@ -71,6 +87,8 @@ type deferredRequest struct {
 
 type deferredDecision struct {
 	Decision
+	// kind is the kind of the request decided.
+	kind    string
 	expires time.Time
 }
 
@@ -90,13 +108,33 @@ type Decision struct {
 // DeferredOption configures a Deferred.
 type DeferredOption func(*Deferred)
 
-// WithDeferredTTL sets how long a pending request can be decided and how
-// long a decision waits for its call to be made again. d <= 0 keeps the
-// default, DefaultDeferredTTL.
+// WithDeferredTTL sets how long a pending request can be decided. d <= 0
+// keeps the default, DefaultDeferredTTL.
 func WithDeferredTTL(d time.Duration) DeferredOption {
 	return func(x *Deferred) {
 		if d > 0 {
 			x.ttl = d
+		}
+	}
+}
+
+// WithDecisionTTL sets how long a decision waits for its call to be made
+// again. d <= 0 keeps the default, DefaultDecisionTTL.
+func WithDecisionTTL(d time.Duration) DeferredOption {
+	return func(x *Deferred) {
+		if d > 0 {
+			x.decisionTTL = d
+		}
+	}
+}
+
+// WithDeferredAgentLimit bounds the requests of one agent (by SPIFFE ID)
+// pending at once; a request beyond it is refused with ErrFull. n <= 0
+// keeps the default, DefaultDeferredAgentLimit.
+func WithDeferredAgentLimit(n int) DeferredOption {
+	return func(x *Deferred) {
+		if n > 0 {
+			x.agentLimit = n
 		}
 	}
 }
@@ -132,7 +170,8 @@ func WithDeferredClock(now func() time.Time) DeferredOption {
 // NewDeferred returns a Deferred with no request pending.
 func NewDeferred(opts ...DeferredOption) *Deferred {
 	d := &Deferred{
-		ttl: DefaultDeferredTTL, limit: DefaultDeferredLimit, quorum: map[string]int{}, now: time.Now,
+		ttl: DefaultDeferredTTL, decisionTTL: DefaultDecisionTTL, limit: DefaultDeferredLimit,
+		agentLimit: DefaultDeferredAgentLimit, quorum: map[string]int{}, now: time.Now,
 		pending: map[string]*deferredRequest{}, decided: map[string]*deferredDecision{},
 	}
 	for _, o := range opts {
@@ -142,7 +181,8 @@ func NewDeferred(opts ...DeferredOption) *Deferred {
 }
 
 // Approve answers req with the decision stored for its digest, and
-// forgets that decision. Without one, it keeps req pending and returns an
+// forgets that decision. Without one, it keeps req pending (or finds the
+// request for the same call already pending) and returns an
 // *agentguard.PendingError carrying a copy of it.
 func (d *Deferred) Approve(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
 	d.mu.Lock()
@@ -151,14 +191,27 @@ func (d *Deferred) Approve(_ context.Context, req *agentguard.ApprovalRequest) (
 	d.expireLocked(now)
 	if dec, ok := d.decided[req.Digest]; ok {
 		delete(d.decided, req.Digest)
-		if !dec.Granted {
-			return req.Refuse(dec.Reason, dec.Approvers...), nil
+		// A decision answers only the kind of approval the human was
+		// asked for, with the quorum it needs now.
+		if foldName(dec.kind) == foldName(req.Kind) && len(dec.Approvers) >= d.need(req.Kind) {
+			if !dec.Granted {
+				return req.Refuse(dec.Reason, dec.Approvers...), nil
+			}
+			a := req.Grant(dec.Approvers...)
+			a.Reason = dec.Reason
+			return a, nil
 		}
-		a := req.Grant(dec.Approvers...)
-		a.Reason = dec.Reason
-		return a, nil
 	}
-	if len(d.pending)+len(d.decided) >= d.limit {
+	agent, mine := req.Agent.ID.String(), 0
+	for _, p := range d.pending {
+		if p.req.Digest == req.Digest && foldName(p.req.Kind) == foldName(req.Kind) {
+			return agentguard.Approval{}, &agentguard.PendingError{Request: copyRequest(p.req)}
+		}
+		if p.req.Agent.ID.String() == agent {
+			mine++
+		}
+	}
+	if len(d.pending)+len(d.decided) >= d.limit || mine >= d.agentLimit {
 		return agentguard.Approval{}, fmt.Errorf("approval: request %s: %w", req.ID, ErrFull)
 	}
 	kept := copyRequest(req)
@@ -206,7 +259,8 @@ func (d *Deferred) Decide(id string, dec Decision) error {
 	}
 	d.decided[digest] = &deferredDecision{
 		Decision: Decision{Granted: dec.Granted, Approvers: approvers, Reason: dec.Reason},
-		expires:  now.Add(d.ttl),
+		kind:     p.req.Kind,
+		expires:  now.Add(d.decisionTTL),
 	}
 	return nil
 }
@@ -262,14 +316,15 @@ func copyRequest(r *agentguard.ApprovalRequest) *agentguard.ApprovalRequest {
 	return &c
 }
 
-// PendingRequest returns the request of a call that was denied because
-// its approval waits for a human (agentguard.ErrApprovalPending), as an
-// adapter needs it to pause the run: its ID, tool, arguments, kind and
-// reason.
+// PendingRequest returns a copy of the request of a call that was denied
+// because its approval waits for a human (agentguard.ErrApprovalPending),
+// as an adapter needs it to pause the run: its ID, tool, arguments, kind
+// and reason. Like agentguard.PendingApproval, it looks only at the
+// guard's own error, never inside the error of a tool that ran.
 func PendingRequest(err error) (*agentguard.ApprovalRequest, bool) {
-	var p *agentguard.PendingError
-	if errors.As(err, &p) && p.Request != nil {
-		return copyRequest(p.Request), true
+	r, ok := agentguard.PendingApproval(err)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	return copyRequest(r), true
 }

@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/agentguard/approval"
+	"github.com/agentguard/go-sdk/identity"
+	"github.com/agentguard/go-sdk/policy"
+	"github.com/agentguard/go-sdk/policy/policytest"
 )
 
 // callPending makes a call that must wait for a human and returns its
@@ -50,21 +54,21 @@ func TestDeferredGrantRunsTheSameCallOnce(t *testing.T) {
 	if p := d.Pending(); len(p) != 1 || p[0].ID != req.ID {
 		t.Fatalf("Pending() = %v, want the request", p)
 	}
-	if msg := agentguard.Explain(func() error {
-		_, err := env.Guard.Invoke(ctx, refund, agentguard.Call{Args: json.RawMessage(`{"amount":5}`)})
-		return err
-	}()); !strings.Contains(msg, "needs a human's approval") {
+	// The same call asked again before anyone answered waits on the same
+	// request.
+	_, err = env.Guard.Invoke(ctx, refund, agentguard.Call{Args: json.RawMessage(`{"amount":5}`)})
+	if msg := agentguard.Explain(err); !strings.Contains(msg, "needs a human's approval") || !strings.Contains(msg, req.ID) {
 		t.Fatalf("Explain = %q", msg)
 	}
-	if len(d.Pending()) != 2 {
-		t.Fatalf("the same call asked twice should wait twice, got %d", len(d.Pending()))
+	if again, _ := approval.PendingRequest(err); again == nil || again.ID != req.ID || len(d.Pending()) != 1 {
+		t.Fatalf("asked again: request %+v, %d pending; want the first request", again, len(d.Pending()))
 	}
 
 	if err := d.Decide(req.ID, approval.Decision{Granted: true, Approvers: []string{"alice"}, Reason: "ok"}); err != nil {
 		t.Fatal(err)
 	}
 	if len(d.Pending()) != 0 {
-		t.Fatal("deciding a request should settle every pending request for the same call")
+		t.Fatal("a decided request is still pending")
 	}
 	// Other arguments are another call: the decision does not count for it.
 	callPending(t, ctx, env.Guard, refund, `{"amount":500}`)
@@ -187,4 +191,56 @@ func TestDeferredLimit(t *testing.T) {
 		t.Fatalf("err = %v, want ErrFull", err)
 	}
 	wantApproval(t, env, agentguard.ApprovalError)
+}
+
+// TestDeferredDecisionCoversItsKindOnly: a decision made for one kind of
+// approval does not answer the same call when it now needs another kind,
+// or a larger quorum (policy changed while the run was paused).
+func TestDeferredDecisionCoversItsKindOnly(t *testing.T) {
+	kind := "manager"
+	rules := policytest.Func(func(r *policy.Request) policy.Decision {
+		return policy.Decision{Allowed: true, Policies: []string{"p"},
+			Obligations: []policy.Obligation{{Name: "approval", Value: kind, PolicyID: "p"}}}
+	})
+	d := approval.NewDeferred(approval.WithDeferredQuorum("two-person", 2))
+	env := agentguardtest.New(t, rules, "tok", agentguard.WithApprover(d))
+	ctx, task, _ := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{ID: "t-1"})
+	defer task.End(ctx)
+	var runs atomic.Int64
+	refund := counted("refund", &runs)
+	req := callPending(t, ctx, env.Guard, refund, `{"amount":5000}`)
+	if err := d.Decide(req.ID, approval.Decision{Granted: true, Approvers: []string{"alice"}}); err != nil {
+		t.Fatal(err)
+	}
+	kind = "two-person"
+	again := callPending(t, ctx, env.Guard, refund, `{"amount":5000}`)
+	if runs.Load() != 0 || again.Kind != "two-person" || again.ID == req.ID {
+		t.Fatalf("runs = %d, request %+v: a manager's grant answered a two-person approval", runs.Load(), again)
+	}
+	if err := d.Decide(again.ID, approval.Decision{Granted: true, Approvers: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Guard.Invoke(ctx, refund, agentguard.Call{Args: json.RawMessage(`{"amount":5000}`)}); err != nil || runs.Load() != 1 {
+		t.Fatalf("after a two-person grant: %v, runs %d", err, runs.Load())
+	}
+}
+
+// TestDeferredAgentLimit: one agent cannot fill the approvals of others.
+func TestDeferredAgentLimit(t *testing.T) {
+	d := approval.NewDeferred(approval.WithDeferredAgentLimit(2))
+	env := guardWith(t, "manager", d)
+	ctx, task, _ := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{ID: "t-1"})
+	defer task.End(ctx)
+	var runs atomic.Int64
+	refund := counted("refund", &runs)
+	callPending(t, ctx, env.Guard, refund, `{"n":1}`)
+	callPending(t, ctx, env.Guard, refund, `{"n":2}`)
+	if _, err := env.Guard.Invoke(ctx, refund, agentguard.Call{Args: json.RawMessage(`{"n":3}`)}); !errors.Is(err, approval.ErrFull) {
+		t.Fatalf("third request of one agent: %v, want ErrFull", err)
+	}
+	other := agentguardtest.New(t, policytest.NewRules(policytest.Rule{ID: "r", Tool: "refund", Approval: "manager"}), "tok",
+		agentguard.WithApprover(d), agentguard.WithIdentity(identity.NewStaticSource(identity.MustParse("spiffe://example.org/agent/other"))))
+	octx, otask, _ := other.Guard.StartTask(context.Background(), agentguard.TaskSpec{ID: "t-2"})
+	defer otask.End(octx)
+	callPending(t, octx, other.Guard, refund, `{"n":1}`)
 }
