@@ -87,9 +87,9 @@ type deferredRequest struct {
 
 type deferredDecision struct {
 	Decision
-	// kind is the kind of the request decided.
-	kind    string
-	expires time.Time
+	// kind and id are the kind and ID of the request decided.
+	kind, id string
+	expires  time.Time
 }
 
 // Decision is a human's answer to a pending request.
@@ -193,7 +193,8 @@ func (d *Deferred) Approve(_ context.Context, req *agentguard.ApprovalRequest) (
 		delete(d.decided, req.Digest)
 		// A decision answers only the kind of approval the human was
 		// asked for, with the quorum it needs now.
-		if foldName(dec.kind) == foldName(req.Kind) && len(dec.Approvers) >= d.need(req.Kind) {
+		// One refusal is enough, whatever the quorum.
+		if foldName(dec.kind) == foldName(req.Kind) && (!dec.Granted || len(dec.Approvers) >= d.need(req.Kind)) {
 			if !dec.Granted {
 				return req.Refuse(dec.Reason, dec.Approvers...), nil
 			}
@@ -260,9 +261,49 @@ func (d *Deferred) Decide(id string, dec Decision) error {
 	d.decided[digest] = &deferredDecision{
 		Decision: Decision{Granted: dec.Granted, Approvers: approvers, Reason: dec.Reason},
 		kind:     p.req.Kind,
+		id:       id,
 		expires:  now.Add(d.decisionTTL),
 	}
 	return nil
+}
+
+// Withdraw takes back the pending request id, with every other pending
+// request for the same call, for an adapter that gave up on it (the run
+// was abandoned, the human cannot be asked), so that it holds no place
+// WithDeferredLimit counts. The call, made again, waits for a new
+// decision. A request already decided is left alone (see Discard). It
+// returns ErrNotPending when id is not pending.
+func (d *Deferred) Withdraw(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expireLocked(d.now())
+	p, ok := d.pending[id]
+	if !ok {
+		return fmt.Errorf("approval: request %s: %w", id, ErrNotPending)
+	}
+	for k, q := range d.pending {
+		if q.req.Digest == p.req.Digest {
+			delete(d.pending, k)
+		}
+	}
+	return nil
+}
+
+// Discard forgets the decision made for request id that its call has not
+// used yet (the run went another way), so that it answers nothing and holds
+// no place WithDeferredLimit counts. It returns ErrNotPending when no such
+// decision is held.
+func (d *Deferred) Discard(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expireLocked(d.now())
+	for k, dec := range d.decided {
+		if dec.id == id {
+			delete(d.decided, k)
+			return nil
+		}
+	}
+	return fmt.Errorf("approval: request %s: no unused decision: %w", id, ErrNotPending)
 }
 
 // Pending returns copies of the requests waiting for a human, oldest

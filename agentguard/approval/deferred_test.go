@@ -244,3 +244,43 @@ func TestDeferredAgentLimit(t *testing.T) {
 	defer otask.End(octx)
 	callPending(t, octx, other.Guard, refund, `{"n":1}`)
 }
+
+// TestDeferredWithdraw: a withdrawn request or a discarded decision is gone,
+// and its call waits for a new decision; one refusal answers a request
+// whose kind needs a quorum.
+func TestDeferredWithdraw(t *testing.T) {
+	d := approval.NewDeferred(approval.WithDeferredQuorum("manager", 2))
+	env := guardWith(t, "manager", d)
+	ctx, task, _ := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{ID: "t-1"})
+	defer task.End(ctx)
+	var runs atomic.Int64
+	refund := counted("refund", &runs)
+	req := callPending(t, ctx, env.Guard, refund, `{}`)
+	if err := d.Withdraw(req.ID); err != nil || len(d.Pending()) != 0 {
+		t.Fatalf("Withdraw = %v, %d pending", err, len(d.Pending()))
+	}
+	if err := d.Withdraw(req.ID); !errors.Is(err, approval.ErrNotPending) {
+		t.Fatalf("second Withdraw = %v", err)
+	}
+	req = callPending(t, ctx, env.Guard, refund, `{}`)
+	if err := d.Decide(req.ID, approval.Decision{Granted: true, Approvers: []string{"alice", "bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Withdraw(req.ID); !errors.Is(err, approval.ErrNotPending) {
+		t.Fatalf("Withdraw of a decided request = %v, want ErrNotPending", err)
+	}
+	if err := d.Discard(req.ID); err != nil {
+		t.Fatalf("Discard of a decided request = %v", err)
+	}
+	if err := d.Discard(req.ID); !errors.Is(err, approval.ErrNotPending) {
+		t.Fatalf("second Discard = %v", err)
+	}
+	req = callPending(t, ctx, env.Guard, refund, `{}`) // the grant is gone
+	if err := d.Decide(req.ID, approval.Decision{Approvers: []string{"carol"}, Reason: "no"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.Guard.Invoke(ctx, refund, agentguard.Call{Args: json.RawMessage(`{}`)})
+	if !errors.Is(err, agentguard.ErrApprovalRequired) || errors.Is(err, agentguard.ErrApprovalPending) || runs.Load() != 0 {
+		t.Fatalf("a refusal by one of a quorum of two: %v", err)
+	}
+}

@@ -85,6 +85,8 @@
 // must therefore be the same before and after the pause: start a task
 // around the run and resume it in the task's context. A call made outside
 // any task gets a new task each time, and can never be approved this way.
+// An adapter that gives up on a request (the run was abandoned) takes it
+// back with Withdraw, and a decision its call never used with Discard.
 //
 // # Webhook: another service decides
 //

@@ -7,8 +7,9 @@
 // The assistant proves who it is with a JWT-SVID (from the embedded
 // development issuer) that the SDK's bearer-token middleware verifies, and
 // the server's guard decides each call for that SPIFFE ID: reading is
-// allowed, sharing asks the assistant's user through MCP elicitation, and
-// each tool gets a task-scoped storage credential. On the assistant's
+// allowed, sharing asks for the consent of the assistant's user through
+// MCP elicitation (the client answers; the record names it), and each tool
+// gets a task-scoped storage credential. On the assistant's
 // side, a guarded session lists only the tools the assistant's policy
 // allows, denies the rest before they reach the server, and holds a tool
 // whose definition the server rewrites (a rug pull) until it is reviewed.
@@ -65,7 +66,8 @@ func run(ctx context.Context, w io.Writer) (err error) {
 	defer func() { err = errors.Join(err, files.close(context.WithoutCancel(ctx))) }()
 	weather := newWeatherServer()
 
-	// The assistant's MCP client: its user answers the servers' questions.
+	// The assistant's MCP client: its user answers the servers' questions
+	// (scripted here: the user says yes).
 	client := mcp.NewClient(&mcp.Implementation{Name: "assistant", Version: "1.0.0"}, &mcp.ClientOptions{
 		ToolListChangedHandler: mcpguard.ToolListChanged(nil),
 		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
@@ -120,7 +122,8 @@ func run(ctx context.Context, w io.Writer) (err error) {
 	for name, cs := range map[string]*mcp.ClientSession{"files": filesCS, "weather": weatherCS} {
 		s, err := mcpguard.NewSession(ctx, g, cs, hook)
 		if err != nil {
-			return err
+			// NewSession keeps nothing when it fails: cs is still ours.
+			return errors.Join(err, cs.Close())
 		}
 		defer func() { err = errors.Join(err, s.Close()) }()
 		<-refreshed

@@ -31,7 +31,9 @@ func TestTranscript(t *testing.T) {
 		// Approval through MCP elicitation.
 		"audit[server] share_file by spiffe://example.org/agent/assistant: deny at approve, approval pending, denied",
 		`the user is asked: Approve the call of tool "share_file"`,
-		"audit[server] share_file by spiffe://example.org/agent/assistant: allow, approval granted by alice, ok",
+		// The consent is recorded as the calling client's, as the server
+		// knows it: not as an operator's approval.
+		"audit[server] share_file by spiffe://example.org/agent/assistant: allow, approval granted by mcp-client:spiffe://example.org/agent/assistant, ok",
 		"the model reads (result): shared notes.txt with bob@example.com",
 		"the model reads (result): Sunny, 21°C.",
 		// The rug pull is caught.

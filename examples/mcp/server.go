@@ -30,7 +30,10 @@ var storage = credentials.Requirement{Name: "storage", Provider: "storage", Audi
 
 // filesServer is an MCP server guarded by AgentGuard: its own guard
 // decides for the caller that its JWT-SVID names, and asks the caller's
-// user, through MCP elicitation, before a file is shared.
+// client, through MCP elicitation, for its user's consent before a file is
+// shared. (A client that says yes by itself consents for itself: calls
+// that need a person other than the agent's user take an approver the
+// server's operators run, such as approval.Queue.)
 type filesServer struct {
 	mcp    *mcp.Server
 	guard  *agentguard.Guard
@@ -65,11 +68,11 @@ func newFilesServer(issuer *identity.DevIssuer, t *transcript) (*filesServer, er
 	}
 	s := &filesServer{guard: g, files: map[string]string{"notes.txt": "Buy milk. Call Bob."}, script: t}
 	s.mcpg, err = mcpguard.NewServer(g, "files",
-		mcpguard.WithRequireJWTSVID(),
 		mcpguard.WithToolConfig(func(t *agentguard.Tool) { t.Credentials = []credentials.Requirement{storage} }),
-		// The application knows who uses the assistant; the answer never
-		// names its approver.
-		mcpguard.WithElicitation(consent, func(context.Context, *mcp.CallToolRequest) (string, error) { return "alice", nil }),
+		// Sharing asks for the consent of the assistant's user, through
+		// its MCP client: the answer is the client's, recorded as
+		// "mcp-client:<its SPIFFE ID>", not an operator's approval.
+		mcpguard.WithElicitation(consent),
 	)
 	if err != nil {
 		return nil, err

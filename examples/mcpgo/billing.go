@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/audit"
+	"github.com/agentguard/go-sdk/credentials"
 	"github.com/agentguard/go-sdk/identity"
 	"github.com/agentguard/go-sdk/policy"
 
@@ -43,17 +44,28 @@ func runBilling(ctx context.Context, out io.Writer, issuer *identity.DevIssuer, 
 	if err != nil {
 		return err
 	}
-	// The server's guard acts for each request's caller, as verified.
+	// The server's guard acts for each request's caller, as verified; its
+	// tools get a task credential for the ledger, and its audit records
+	// are printed.
+	broker := credentials.NewBroker(credentials.WithProvider("ledger-token", credentials.NewStaticProvider("example-ledger-token")))
 	g, err := agentguard.New(
 		agentguard.WithIdentity(mcpgoguard.Callers()),
 		agentguard.WithPolicy(engine),
-		agentguard.WithAudit(audit.SinkFunc(func(context.Context, audit.Event) error { return nil })),
+		agentguard.WithBroker(broker),
+		agentguard.WithAudit(audit.SinkFunc(func(_ context.Context, e audit.Event) error {
+			if e.Kind == audit.KindToolCall {
+				fmt.Fprintf(out, "      audit[billing] %s\n", describeRecord(e))
+			}
+			return nil
+		})),
 	)
 	if err != nil {
 		return err
 	}
 	defer g.Close(context.WithoutCancel(ctx))
-	guard, err := mcpgoguard.NewServer(g, "billing")
+	guard, err := mcpgoguard.NewServer(g, "billing", mcpgoguard.WithToolConfig(func(t *agentguard.Tool) {
+		t.Credentials = []credentials.Requirement{{Name: "ledger", Provider: "ledger-token", Audience: "ledger"}}
+	}))
 	if err != nil {
 		return err
 	}
@@ -61,7 +73,11 @@ func runBilling(ctx context.Context, out io.Writer, issuer *identity.DevIssuer, 
 	srv.AddTool(mcp.NewTool("balance", mcp.WithDescription("Balance of an account."),
 		mcp.WithReadOnlyHintAnnotation(true), mcp.WithString("account", mcp.Required())),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			return mcp.NewToolResultText("balance of " + req.GetString("account", "?") + ": 12.00 EUR"), nil
+			with := "without a ledger credential"
+			if c, ok := credentials.FromContext(ctx, "ledger"); ok && !c.Secret.IsZero() {
+				with = "read with the task's ledger credential"
+			}
+			return mcp.NewToolResultText("balance of " + req.GetString("account", "?") + ": 12.00 EUR (" + with + ")"), nil
 		})
 	srv.AddTool(mcp.NewTool("close_account", mcp.WithDescription("Close an account."),
 		mcp.WithDestructiveHintAnnotation(true), mcp.WithString("account", mcp.Required())),
@@ -127,4 +143,18 @@ func runBilling(ctx context.Context, out io.Writer, issuer *identity.DevIssuer, 
 		}
 	}
 	return nil
+}
+
+// describeRecord is one line of a tool-call audit record: tool, agent,
+// decision and where it stopped or how it ended.
+func describeRecord(e audit.Event) string {
+	agent := e.Agent
+	if agent == "" {
+		agent = "nobody"
+	}
+	line := e.Tool + " by " + agent + ": " + e.Decision
+	if e.Step != "" {
+		return line + " at " + e.Step
+	}
+	return line + ", " + e.Outcome
 }

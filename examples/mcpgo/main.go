@@ -11,10 +11,11 @@
 // same task, then runs), and a rug pull: the server rewrites a pinned
 // tool's description and the next call of it is refused.
 //
-// Then the server side: a "billing" MCP server guarded by the adapter,
-// served over mcp-go's streamable HTTP transport on a loopback port, where
-// each caller proves its SPIFFE ID with a JWT-SVID: the bot is shown and
-// may call what the server's Cedar policy allows, a denial comes back as an
+// Then the server side: a "billing" MCP server guarded by the adapter
+// (its tools get a task credential; its audit records are printed), served
+// over mcp-go's streamable HTTP transport on a loopback port, where each
+// caller proves its SPIFFE ID with a JWT-SVID: the bot is shown and may
+// call what the server's Cedar policy allows, a denial comes back as an
 // isError result, and a caller without a token is shown nothing and
 // refused. No network beyond loopback, no API key.
 package main

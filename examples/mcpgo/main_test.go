@@ -29,9 +29,12 @@ func TestTranscript(t *testing.T) {
 		"waiting for review: lookup_order (changed)",
 		"5 tool-call records: lookup_order allow ok; delete_orders deny at authorize; refund deny at approve; refund allow ok; lookup_order deny at integrity",
 		"support-bot is shown: balance\n",
-		"<- balance of A-7: 12.00 EUR",
+		"audit[billing] balance by spiffe://example.org/agent/support-bot: allow, ok",
+		"<- balance of A-7: 12.00 EUR (read with the task's ledger credential)",
+		"audit[billing] close_account by spiffe://example.org/agent/support-bot: deny at authorize",
 		`<- [isError] The call to tool "close_account" was denied (authorize): closing an account is for people, not agents.`,
 		"anonymous is shown: nothing\n",
+		"audit[billing] balance by nobody: deny at identify",
 		`<- [isError] The call to tool "balance" was denied (identify)`,
 	} {
 		if !strings.Contains(got, want) {
@@ -39,7 +42,7 @@ func TestTranscript(t *testing.T) {
 		}
 	}
 	// The credential's value never reaches what the model reads.
-	if strings.Contains(got, "example-orders-token") {
+	if strings.Contains(got, "example-orders-token") || strings.Contains(got, "example-ledger-token") {
 		t.Errorf("the transcript holds the credential:\n%s", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -91,33 +92,105 @@ func VerifyJWTSVID(bundles jwtbundle.Source, audience string) auth.TokenVerifier
 	}
 }
 
+// transportCaller marks a TokenInfo made by CallerTransport; only this
+// package can make one.
+type transportCaller struct{ id spiffeid.ID }
+
+// CallerTransport returns t such that every request the server reads from
+// it is made by the agent id, as if verified: the requests carry a token
+// info of this package's that names id. It is for the SDK's in-memory
+// transport in tests and in-process servers, and for a transport the
+// application connects itself to a peer it has authenticated by other
+// means (the stdio of a child process it started for that agent):
+//
+//	ct, st := mcp.NewInMemoryTransports()
+//	ss, err := server.Connect(ctx, mcpguard.CallerTransport(st, agentID), nil)
+//
+// Nothing is verified, so it is given per connection, never per server:
+// the SDK's HTTP handlers (streamable, SSE) make their transports
+// themselves, and their requests never pass through it. A request that
+// already carries request information of its transport's own (the
+// streamable transport's headers and token info) keeps it: CallerTransport
+// never replaces a caller.
+func CallerTransport(t mcp.Transport, id spiffeid.ID) mcp.Transport {
+	return &callerTransport{t: t, id: id}
+}
+
+type callerTransport struct {
+	t  mcp.Transport
+	id spiffeid.ID
+}
+
+func (c *callerTransport) Connect(ctx context.Context) (mcp.Connection, error) {
+	if c.t == nil || c.id.IsZero() {
+		return nil, errors.New("mcpguard: CallerTransport needs a transport and a SPIFFE ID")
+	}
+	conn, err := c.t.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &callerConn{Connection: conn, id: c.id}, nil
+}
+
+// SupportsProtocolVersion passes on the wrapped transport's answer, if it
+// gives one.
+func (c *callerTransport) SupportsProtocolVersion(version string) bool {
+	if pvs, ok := c.t.(mcp.ProtocolVersionSupporter); ok {
+		return pvs.SupportsProtocolVersion(version)
+	}
+	return true
+}
+
+// callerConn is a connection whose incoming requests name their caller.
+type callerConn struct {
+	mcp.Connection
+	id spiffeid.ID
+}
+
+func (c *callerConn) Read(ctx context.Context) (jsonrpc.Message, error) {
+	msg, err := c.Connection.Read(ctx)
+	if req, ok := msg.(*jsonrpc.Request); ok && req.Extra == nil {
+		req.Extra = &mcp.RequestExtra{TokenInfo: &auth.TokenInfo{
+			UserID: c.id.String(),
+			Extra:  map[string]any{jwtSVIDKey: transportCaller{c.id}},
+		}}
+	}
+	return msg, err
+}
+
 // callerOf finds the verified caller of a request, by the rule documented
-// on Server: a TokenInfo from VerifyJWTSVID names it; else, unless
-// WithRequireJWTSVID, the TokenInfo's UserID must be a SPIFFE ID; a
-// request without token info has the test caller, if one was set.
+// on Server: a TokenInfo made by VerifyJWTSVID or CallerTransport names
+// it; else, with WithTokenUserIDs, a UserID that is a SPIFFE ID of the
+// trust domain named; else there is none.
 func (s *Server) callerOf(req mcp.Request) *caller {
 	var ti *auth.TokenInfo
 	if extra := req.GetExtra(); extra != nil {
 		ti = extra.TokenInfo
 	}
 	if ti == nil {
-		if !s.cfg.testCaller.IsZero() {
-			return &caller{id: s.cfg.testCaller}
-		}
 		return &caller{err: fmt.Errorf("%w: the request has no token", ErrNoCaller)}
 	}
-	if v, ok := ti.Extra[jwtSVIDKey].(verifiedSVID); ok {
+	switch v := ti.Extra[jwtSVIDKey].(type) {
+	case verifiedSVID:
 		if ti.UserID != v.id.String() {
 			return &caller{err: fmt.Errorf("%w: token info names another user than its JWT-SVID", ErrNoCaller)}
 		}
 		return &caller{id: v.id}
+	case transportCaller:
+		if ti.UserID != v.id.String() {
+			return &caller{err: fmt.Errorf("%w: token info names another user than its transport", ErrNoCaller)}
+		}
+		return &caller{id: v.id}
 	}
-	if s.cfg.requireSVID {
-		return &caller{err: fmt.Errorf("%w: the token is not a JWT-SVID verified by mcpguard.VerifyJWTSVID", ErrNoCaller)}
+	if s.cfg.userIDs.IsZero() {
+		return &caller{err: fmt.Errorf("%w: the token is not a JWT-SVID verified by mcpguard.VerifyJWTSVID (see WithTokenUserIDs)", ErrNoCaller)}
 	}
 	id, err := spiffeid.FromString(ti.UserID)
 	if err != nil {
 		return &caller{err: fmt.Errorf("%w: the token's user is not a SPIFFE ID", ErrNoCaller)}
+	}
+	if !id.MemberOf(s.cfg.userIDs) {
+		return &caller{err: fmt.Errorf("%w: the token's user is not of trust domain %s", ErrNoCaller, s.cfg.userIDs)}
 	}
 	return &caller{id: id}
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/agentguard/go-sdk/agentguard/adapters/mcp"
 	"github.com/agentguard/go-sdk/audit"
 )
 
@@ -41,7 +40,7 @@ func TestConcurrentCalls(t *testing.T) {
 		}
 	})
 	t.Run("server", func(t *testing.T) {
-		f := newServerFixture(t, ctx, serverSetup{opts: []mcpguard.Option{testCaller()}})
+		f := newServerFixture(t, ctx, serverSetup{caller: true})
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {

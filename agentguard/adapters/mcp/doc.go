@@ -61,9 +61,11 @@
 // Tools whose names the guard refuses (other than 1 to 128 of A-Z a-z 0-9
 // _ . -) or whose schemas are not JSON objects are left out, and so is every
 // copy of a name listed twice. Without the ToolListChanged handler, changes
-// are seen only at the next Refresh; on the 2026-07-28 protocol, a Refresh
-// may be answered from the SDK's cache of tools/list for the ttlMs the
-// server set.
+// are seen only at the next Refresh (Session.Tools answers from the last
+// one); on the 2026-07-28 protocol, a Refresh may be answered from the
+// SDK's cache of tools/list for the ttlMs the server set. A listing may
+// hold at most WithMaxTools tools (DefaultMaxTools) in 1000 pages; a
+// longer one fails, and the session holds no tools until one succeeds.
 //
 // # Server side: a Go MCP server guarding its own tools
 //
@@ -85,11 +87,15 @@
 // The caller is found in the request's token info (req.Extra.TokenInfo,
 // which auth.RequireBearerToken sets on the streamable HTTP transport), by
 // this rule: a TokenInfo made by VerifyJWTSVID names the SPIFFE ID of the
-// JWT-SVID it verified; otherwise, unless WithRequireJWTSVID, its UserID
-// must be a SPIFFE ID, as the server's own verifier vouches. A request with
-// no verified caller is denied with agentguard.ErrNoIdentity. Transports
-// without tokens (the SDK's in-memory transport) need WithTestCaller, which
-// is for tests only.
+// JWT-SVID it verified; one made by CallerTransport names the agent the
+// application gave it; with WithTokenUserIDs(td), another verifier's
+// UserID that is a SPIFFE ID of trust domain td names it (the application
+// vouches for its verifier); nothing else does. A request with no verified
+// caller is denied with agentguard.ErrNoIdentity. Transports without
+// tokens (the SDK's in-memory transport, a child process's stdio) name
+// their caller with CallerTransport, given to Server.Connect per
+// connection: it cannot reach the SDK's HTTP handlers, which make their
+// own transports, and it never replaces a caller a transport verified.
 //
 // A denial is a CallToolResult with isError and agentguard.Explain's text,
 // not a JSON-RPC error, so that the caller's model reads why. The server's
@@ -100,18 +106,34 @@
 // credentials.FromContext and receive the canonical arguments the guard
 // checked.
 //
-// Approvals use MCP's own human-in-the-loop, elicitation, when the server
-// is given WithElicitation and the guard an approval.Deferred: on the
-// 2026-07-28 protocol the call answers with an input-required result (an
-// elicitation under ElicitationKey), the client asks its user and calls
-// again, and the guard runs the call again in the same task, where the
-// decision is waiting; on older protocols the server elicits while serving
-// the call. Each guarded run is audited and traced: an approved call leaves
-// the paused run's record (denied, approval pending) and the resumed one's.
+// Approvals use the guard's Approver. For the consent of the calling
+// client's user, MCP's own human-in-the-loop, elicitation, is opt-in:
+// with WithElicitation and an approval.Deferred as the guard's approver,
+// on the 2026-07-28 protocol the call answers with an input-required
+// result (an elicitation under ElicitationKey), the client asks its user
+// and calls again, and the guard runs the call again in the same task,
+// where the decision is waiting; on older protocols the server elicits
+// while serving the call. Each guarded run is audited and traced: an
+// approved call leaves the paused run's record (denied, approval pending)
+// and the resumed one's, whose approver is "mcp-client:" and the caller's
+// SPIFFE ID. The answer comes from the calling client, the very agent the
+// server guards: a client that says yes by itself approves its own calls.
+// It is consent, not a separation of duties; calls that need one take an
+// approver the server's operators control (approval.Queue, a webhook, a
+// quorum), which holds the tools/call until a person decides.
 //
 // Not guarded on the server side: prompts, resources and custom methods;
 // tool handlers the server's own code calls directly; and the short window
 // between the middleware's listing of the tools and the server's dispatch of
-// the call, should the tool be replaced in it. Each tools/call lists the
-// server's tools once, a cost proportional to their number.
+// the call, should the tool be replaced in it. To learn the server's tools,
+// the middleware sends tools/list requests of its own through the
+// middlewares installed before it (those inside it) and the server's own
+// handling, every page, on each tools/call and each tools/list: a cost
+// proportional to the number of tools, and requests an inner middleware
+// that logs or meters sees. When a listing cannot be taken (it fails, or a
+// tool first seen cannot be registered), the server holds no tool until
+// one can: calls are denied. A tool's own isError result is replaced by
+// agentguard.Explain's text of the failure, scrubbed of the call's
+// credentials: its structured content, images and other non-text content
+// do not reach the client.
 package mcpguard

@@ -17,7 +17,7 @@ import (
 
 // exampleServer is an MCP server with a read-only tool and a destructive
 // one, connected to a client over the SDK's in-memory transport.
-func exampleServer(ctx context.Context, server *mcp.Server) *mcp.ClientSession {
+func exampleServer(ctx context.Context, server *mcp.Server, serverSide func(mcp.Transport) mcp.Transport) *mcp.ClientSession {
 	schema := json.RawMessage(`{"type":"object","properties":{"path":{"type":"string"}}}`)
 	answer := func(text string) mcp.ToolHandler {
 		return func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -28,7 +28,11 @@ func exampleServer(ctx context.Context, server *mcp.Server) *mcp.ClientSession {
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}, answer("hello"))
 	server.AddTool(&mcp.Tool{Name: "delete_file", Description: "Deletes a file.", InputSchema: schema}, answer("deleted"))
 	ct, st := mcp.NewInMemoryTransports()
-	if _, err := server.Connect(ctx, st, nil); err != nil {
+	var t mcp.Transport = st
+	if serverSide != nil {
+		t = serverSide(st)
+	}
+	if _, err := server.Connect(ctx, t, nil); err != nil {
 		panic(err)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
@@ -51,7 +55,7 @@ var readOnly = policytest.Func(func(r *policy.Request) policy.Decision {
 
 func ExampleNewSession() {
 	ctx := context.Background()
-	cs := exampleServer(ctx, mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1"}, nil))
+	cs := exampleServer(ctx, mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1"}, nil), nil)
 
 	// The operator pins the server's tools as reviewed.
 	lock := agentguard.NewLock()
@@ -102,16 +106,16 @@ func ExampleServer_Middleware() {
 		panic(err)
 	}
 	defer guard.Close(ctx)
-	g, err := mcpguard.NewServer(guard, "files",
-		// The in-memory transport carries no token: for tests and examples
-		// only. Over HTTP, use auth.RequireBearerToken(mcpguard.VerifyJWTSVID(...)).
-		mcpguard.WithTestCaller(identity.MustParse("spiffe://example.org/agent/demo").ID))
+	g, err := mcpguard.NewServer(guard, "files")
 	if err != nil {
 		panic(err)
 	}
 	server := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1"}, nil)
 	server.AddReceivingMiddleware(g.Middleware())
-	cs := exampleServer(ctx, server)
+	// The in-memory transport carries no token: its connection names the
+	// caller. Over HTTP, use auth.RequireBearerToken(mcpguard.VerifyJWTSVID(...)).
+	demo := identity.MustParse("spiffe://example.org/agent/demo").ID
+	cs := exampleServer(ctx, server, func(t mcp.Transport) mcp.Transport { return mcpguard.CallerTransport(t, demo) })
 	defer cs.Close()
 
 	list, _ := cs.ListTools(ctx, nil)

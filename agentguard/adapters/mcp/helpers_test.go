@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/agentguard/adapters/mcp"
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
@@ -237,8 +239,19 @@ func text(res *mcp.CallToolResult) string {
 // connect connects client to server over the SDK's in-memory transport.
 func connect(t *testing.T, ctx context.Context, server *mcp.Server, client *mcp.Client, opts *mcp.ClientSessionOptions) *mcp.ClientSession {
 	t.Helper()
+	return connectAs(t, ctx, server, client, opts, spiffeid.ID{})
+}
+
+// connectAs connects client to server over the SDK's in-memory transport,
+// as the agent caller (mcpguard.CallerTransport) unless it is zero.
+func connectAs(t *testing.T, ctx context.Context, server *mcp.Server, client *mcp.Client, opts *mcp.ClientSessionOptions, caller spiffeid.ID) *mcp.ClientSession {
+	t.Helper()
 	ct, st := mcp.NewInMemoryTransports()
-	ss, err := server.Connect(ctx, st, nil)
+	var serverSide mcp.Transport = st
+	if !caller.IsZero() {
+		serverSide = mcpguard.CallerTransport(st, caller)
+	}
+	ss, err := server.Connect(ctx, serverSide, nil)
 	if err != nil {
 		t.Fatalf("server connect: %v", err)
 	}

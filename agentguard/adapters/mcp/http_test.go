@@ -52,7 +52,7 @@ func TestServerStreamableJWTSVID(t *testing.T) {
 
 	rec := policytest.AllowAll()
 	e := newEnv(t, rec, agentguard.WithIdentity(mcpguard.CallerSource(nil)))
-	g, err := mcpguard.NewServer(e.Guard, "files", mcpguard.WithRequireJWTSVID(), mcpguard.WithToolConfig(withCredential))
+	g, err := mcpguard.NewServer(e.Guard, "files", mcpguard.WithToolConfig(withCredential))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,20 +118,15 @@ func TestServerStreamableJWTSVID(t *testing.T) {
 	e.expectNoCanary(t)
 }
 
-// TestCallerFromTokenInfo: without WithRequireJWTSVID, another verifier's
-// TokenInfo names the caller by a UserID that must be a SPIFFE ID.
+// TestCallerFromTokenInfo: another verifier's TokenInfo names no caller,
+// unless WithTokenUserIDs trusts its UserIDs of one trust domain; and a
+// streamable handler without any bearer-token middleware serves nobody.
 func TestCallerFromTokenInfo(t *testing.T) {
-	ctx := testContext(t)
-	rec := policytest.AllowAll()
-	e := newEnv(t, rec, agentguard.WithIdentity(mcpguard.CallerSource(nil)))
-	g, err := mcpguard.NewServer(e.Guard, "files")
-	if err != nil {
-		t.Fatal(err)
+	users := map[string]string{
+		"good":         callerID.String(),
+		"bad":          "alice@example.org",
+		"other-domain": "spiffe://evil.example/agent/caller",
 	}
-	srv := newToolServer()
-	srv.AddReceivingMiddleware(g.Middleware())
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv.Server }, nil)
-	users := map[string]string{"good": callerID.String(), "bad": "alice@example.org"}
 	verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 		u, ok := users[token]
 		if !ok {
@@ -139,32 +134,61 @@ func TestCallerFromTokenInfo(t *testing.T) {
 		}
 		return &auth.TokenInfo{UserID: u, Expiration: timeFarAhead}, nil
 	}
-	hs := httptest.NewServer(auth.RequireBearerToken(verify, nil)(handler))
-	t.Cleanup(hs.Close)
-	call := func(token string) *mcp.CallToolResult {
-		client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1.0.0"}, nil)
-		cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: hs.URL, HTTPClient: &http.Client{Transport: bearer{token}}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cs.Close()
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
+	tests := []struct {
+		name    string
+		opts    []mcpguard.Option
+		noAuth  bool
+		allowed map[string]bool // token -> allowed
+	}{
+		{"default: JWT-SVIDs only", nil, false, map[string]bool{"good": false, "bad": false, "other-domain": false}},
+		{"WithTokenUserIDs", []mcpguard.Option{mcpguard.WithTokenUserIDs(callerID.TrustDomain())}, false, map[string]bool{"good": true, "bad": false, "other-domain": false}},
+		{"no bearer-token middleware", []mcpguard.Option{mcpguard.WithTokenUserIDs(callerID.TrustDomain())}, true, map[string]bool{"good": false, "": false}},
 	}
-	if res := call("good"); res.IsError {
-		t.Errorf("SPIFFE user = %q", text(res))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			rec := policytest.AllowAll()
+			e := newEnv(t, rec, agentguard.WithIdentity(mcpguard.CallerSource(nil)))
+			g, err := mcpguard.NewServer(e.Guard, "files", tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := newToolServer()
+			srv.AddReceivingMiddleware(g.Middleware())
+			var handler http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv.Server }, nil)
+			if !tc.noAuth {
+				handler = auth.RequireBearerToken(verify, nil)(handler)
+			}
+			hs := httptest.NewServer(handler)
+			t.Cleanup(hs.Close)
+			want := 0
+			for token, allowed := range tc.allowed {
+				client := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1.0.0"}, nil)
+				cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: hs.URL, HTTPClient: &http.Client{Transport: bearer{token}}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+				cs.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.IsError == allowed {
+					t.Errorf("token %q: isError=%v %q, want allowed=%v", token, res.IsError, text(res), allowed)
+				}
+				if allowed {
+					want++
+				}
+			}
+			if srv.count("echo") != want {
+				t.Errorf("echo ran %d times, want %d", srv.count("echo"), want)
+			}
+			for _, c := range rec.Calls() {
+				if c.Agent.ID != callerID {
+					t.Errorf("policy saw agent %s", c.Agent.ID)
+				}
+			}
+			e.expectNoCanary(t)
+		})
 	}
-	if res := call("bad"); !res.IsError {
-		t.Error("a user that is not a SPIFFE ID was let through")
-	}
-	if calls := rec.Calls(); len(calls) != 1 || calls[0].Agent.ID != callerID {
-		t.Errorf("policy calls = %+v", calls)
-	}
-	if srv.count("echo") != 1 {
-		t.Errorf("echo ran %d times", srv.count("echo"))
-	}
-	e.expectNoCanary(t)
 }

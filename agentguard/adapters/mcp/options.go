@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentguard/go-sdk/agentguard"
@@ -24,10 +23,8 @@ type config struct {
 	logger    *slog.Logger
 
 	// Server.
-	testCaller  spiffeid.ID
-	requireSVID bool
-	deferred    *approval.Deferred
-	approver    func(context.Context, *mcp.CallToolRequest) (string, error)
+	userIDs  spiffeid.TrustDomain
+	deferred *approval.Deferred
 }
 
 // Option configures a Session or a Server.
@@ -79,18 +76,14 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// WithTestCaller makes a Server treat every request that carries no token
-// info as made by the agent id. It is for tests and for the SDK's
-// in-memory transport, which carries no token: never use it on a transport
-// that clients reach, where it would give every unauthenticated request
-// that identity. Server only.
-func WithTestCaller(id spiffeid.ID) Option {
-	return func(c *config) { c.testCaller = id }
-}
-
-// WithRequireJWTSVID makes a Server accept as callers only the SPIFFE IDs of
-// JWT-SVIDs that VerifyJWTSVID verified, not a UserID that another token
-// verifier set. Server only.
-func WithRequireJWTSVID() Option {
-	return func(c *config) { c.requireSVID = true }
+// WithTokenUserIDs makes a Server accept as the caller of a request the
+// UserID of token info that another verifier than VerifyJWTSVID set (an
+// OAuth server's, through auth.RequireBearerToken), when that UserID is a
+// SPIFFE ID of trust domain td. Use it only when the verifier is the
+// application's own and vouches for such user IDs: any subject it lets
+// through whose name is "spiffe://<td>/..." then acts as that agent.
+// Without it, only JWT-SVIDs that VerifyJWTSVID verified (and requests
+// through CallerTransport) have a caller. Server only.
+func WithTokenUserIDs(td spiffeid.TrustDomain) Option {
+	return func(c *config) { c.userIDs = td }
 }

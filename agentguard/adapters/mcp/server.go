@@ -257,7 +257,12 @@ func (s *Server) sync(ctx context.Context, next mcp.MethodHandler, ss *mcp.Serve
 	}
 	if len(fresh) > 0 {
 		if err := s.reg.Register(fresh...); err != nil {
-			return errors.Join(cerr, err)
+			// The listing cannot be taken as it is: hold nothing rather
+			// than the definitions of the listing before, which a
+			// changed tool would still be checked as.
+			_, serr := s.reg.Sync()
+			clear(s.known)
+			return errors.Join(cerr, err, serr)
 		}
 		for _, t := range fresh {
 			s.known[t.Name] = t.Fingerprint()

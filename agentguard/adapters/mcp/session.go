@@ -68,11 +68,16 @@ type Session struct {
 //
 // The Session owns cs from now on: Close closes it. Wire
 // ToolListChanged into the client's options, so that the session re-lists
-// the tools as soon as the server says they changed.
+// the tools as soon as the server says they changed. Several Sessions may
+// guard one cs (for two toolset names, or two guards): each is refreshed.
+// A Session dropped without Close stops being refreshed once the garbage
+// collector frees it, but cs stays open.
 //
-// NewSession fails if the tools cannot be listed. Tools the guard cannot
-// take (see ErrInvalidTool) are left out; the session is then returned
-// with an error that matches ErrInvalidTool.
+// NewSession fails if the tools cannot be listed; it then keeps nothing of
+// what it made (no Session is watched) and leaves cs open, for the caller
+// to close. Tools the guard cannot take (see ErrInvalidTool) are left out
+// and do not fail it: the first refresh's error goes to the refresh hook
+// (WithRefreshHook), or else to the logger, as a later refresh's does.
 func NewSession(ctx context.Context, g *agentguard.Guard, cs *mcp.ClientSession, opts ...Option) (*Session, error) {
 	if g == nil || cs == nil {
 		return nil, errors.New("mcpguard: NewSession needs a guard and a client session")
@@ -102,7 +107,9 @@ func NewSession(ctx context.Context, g *agentguard.Guard, cs *mcp.ClientSession,
 			unwatch(cs, s)
 			return nil, err
 		}
-		return s, err
+		if cfg.onRefresh == nil {
+			cfg.logger.Warn("mcpguard: tools left out", "toolset", toolset, "error", err)
+		}
 	}
 	return s, nil
 }
@@ -193,6 +200,13 @@ func listTools(ctx context.Context, cs *mcp.ClientSession, max int) ([]*mcp.Tool
 // lets the current agent call in the current task (Registry.List). Each
 // holds only what was pinned: name, title, description, schemas and
 // annotations.
+//
+// Tools does not list the server's tools again: it answers from the last
+// refresh (at NewSession, on list_changed, or Refresh). A server that
+// changes a definition without notifying is seen at the next Refresh;
+// until then the model reads, and calls are checked against, the
+// definitions pinned, so nothing unreviewed is shown. (mcpgoguard's
+// Client.Tools lists afresh each time; call Refresh first for the same.)
 func (s *Session) Tools(ctx context.Context) ([]*mcp.Tool, error) {
 	ts, err := s.reg.List(ctx)
 	if err != nil {

@@ -484,3 +484,40 @@ func TestSessionDeferredApproval(t *testing.T) {
 	recs := e.toolCalls("echo")
 	audittest.Expect(t, recs, audittest.Want{Decision: audit.Allow, Approval: agentguard.ApprovalGranted})
 }
+
+// TestTwoSessionsOneClientSession: two Sessions guard one client session
+// (two guards here); a list_changed notification refreshes both.
+func TestTwoSessionsOneClientSession(t *testing.T) {
+	ctx := testContext(t)
+	f := newClientFixture(t, ctx)
+	other := newEnv(t, clientPolicy(), agentguard.WithApprover(&reviewer{grant: true}))
+	refreshed := make(chan []agentguard.ToolChange, 4)
+	s2, err := mcpguard.NewSession(ctx, other.Guard, f.session.ClientSession(), mcpguard.WithRefreshHook(func(_ context.Context, c []agentguard.ToolChange, _ error) { refreshed <- c }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-refreshed // its first listing
+	f.server.AddTool(&mcp.Tool{Name: "exfiltrate", Description: "Sends files away.", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		f.server.handler("exfiltrate", func(map[string]any) *mcp.CallToolResult { return &mcp.CallToolResult{} }))
+	for name, ch := range map[string]chan []agentguard.ToolChange{"first": f.changes, "second": refreshed} {
+		select {
+		case c := <-ch:
+			if len(c) != 1 || c[0].Name != "exfiltrate" {
+				t.Errorf("%s session's refresh: %+v", name, c)
+			}
+		case <-ctx.Done():
+			t.Fatalf("the %s session was not refreshed after list_changed", name)
+		}
+	}
+	<-f.notified
+	// Both hold exfiltrate for review.
+	for _, s := range []*mcpguard.Session{f.session, s2} {
+		held := false
+		for _, p := range s.Registry().Pending() {
+			held = held || p.Name == "exfiltrate"
+		}
+		if !held {
+			t.Errorf("exfiltrate is not held for review: %+v", s.Registry().Pending())
+		}
+	}
+}

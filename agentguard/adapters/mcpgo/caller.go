@@ -30,16 +30,16 @@ func withCaller(ctx context.Context, c caller) context.Context {
 
 // Callers returns the identity source of a guard that serves MCP callers:
 // the identity of each call is the caller verified for the request it
-// belongs to (by JWTSVIDContext over HTTP, or WithFixedCaller in tests),
-// never a name the request asserts. A request with no verified caller, or
-// whose proof has expired, gets ErrNoCaller, so the guard denies its calls
-// and hides every tool from it (fail closed).
+// belongs to (by JWTSVIDContext over HTTP, or WithInProcessCaller for
+// in-process clients), never a name the request asserts. A request with no
+// verified caller, or whose proof has expired, gets ErrNoCaller, so the
+// guard denies its calls and hides every tool from it (fail closed).
 //
-// The guard's pipeline also identifies outside any request, when a
-// registry pins a tool on first use: that finds no caller, and the guard
-// audits it as its identity lost, then regained at the next request. Give
-// the guard a reviewed lock (agentguard.WithLock) to have no pins on first
-// use at all.
+// The guard also pins the server's own tools on first use (at their first
+// listing or call) unless it has a reviewed lock (agentguard.WithLock).
+// Such a pin is not a call: the guard asks the source for the record's
+// agent directly, finds no caller outside a request, and records the pin
+// without one; it is not audited as an identity lost.
 func Callers() identity.Source {
 	return identity.SourceFunc(func(ctx context.Context) (identity.Identity, error) {
 		c, ok := ctx.Value(callerKey{}).(caller)

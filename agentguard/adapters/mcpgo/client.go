@@ -119,36 +119,77 @@ func (c *Client) Review(ctx context.Context, names ...string) ([]agentguard.Tool
 	return c.reg.Review(ctx, names...)
 }
 
-// Refresh lists the server's tools (every page) and syncs the registry with
-// them, returning what changed. A tool whose definition the guard cannot
-// use (see Describe; a name the guard refuses, a schema that is not one
-// JSON object) is left out and logged, and so is every tool of a name
-// listed twice: they cannot be called. If the listing fails, the tools stay
-// marked stale, so that calls are refused until a listing succeeds.
+// Refresh lists the server's tools (page by page, at most MaxListPages
+// pages and WithMaxTools tools) and syncs the registry with them, returning
+// what changed. A tool whose definition the guard cannot use (see
+// Describe; a name the guard refuses, a schema that is not one JSON
+// object) is left out and logged, and so is every tool of a name listed
+// twice: they cannot be called.
+//
+// Refresh fails closed: if the listing fails (ErrListing; ErrTooManyTools
+// for a listing over the limits), the registry is emptied and the tools
+// stay marked stale, so that no call goes ahead on a definition listed
+// before, through CallTool or Registry, until a listing succeeds. Tools
+// then listed as they were pinned are trusted again.
 func (c *Client) Refresh(ctx context.Context) ([]agentguard.ToolChange, error) {
 	c.refresh.Lock()
 	defer c.refresh.Unlock()
 	// Cleared before listing: a notification that arrives meanwhile marks
 	// the listing stale again.
 	c.stale.Store(false)
-	res, err := c.mc.ListTools(ctx, mcp.ListToolsRequest{})
+	listed, err := c.list(ctx)
 	if err != nil {
-		c.stale.Store(true)
+		c.dropAll()
 		return nil, fmt.Errorf("%w: %w", ErrListing, err)
 	}
-	tools, defs := c.describeAll(res.Tools)
+	tools, defs := c.describeAll(listed)
 	changes, err := c.reg.Sync(tools...)
 	if err != nil {
 		// Describe left out what it could see; what is left is a tool
 		// the guard refuses on its own grounds. Keep the ones it takes.
 		tools, defs = c.keepValid(tools, defs)
 		if changes, err = c.reg.Sync(tools...); err != nil {
-			c.stale.Store(true)
+			c.dropAll()
 			return nil, fmt.Errorf("mcpgoguard: sync tools: %w", err)
 		}
 	}
 	c.defs.Store(&defs)
 	return changes, nil
+}
+
+// dropAll empties the registry and the definitions, and marks the tools
+// stale: after a failed listing nothing is callable until one succeeds.
+func (c *Client) dropAll() {
+	_, _ = c.reg.Sync()
+	empty := map[string]definition{}
+	c.defs.Store(&empty)
+	c.stale.Store(true)
+}
+
+// list returns the server's tools, page by page, within the limits.
+func (c *Client) list(ctx context.Context) ([]mcp.Tool, error) {
+	var out []mcp.Tool
+	req := mcp.ListToolsRequest{}
+	seen := map[mcp.Cursor]bool{}
+	for range MaxListPages {
+		res, err := c.mc.ListToolsByPage(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if len(out)+len(res.Tools) > c.cfg.maxTools {
+			return nil, fmt.Errorf("%w: more than %d", ErrTooManyTools, c.cfg.maxTools)
+		}
+		out = append(out, res.Tools...)
+		if res.NextCursor == "" {
+			return out, nil
+		}
+		if seen[res.NextCursor] {
+			return nil, errors.New("mcpgoguard: the server repeated a page cursor")
+		}
+		seen[res.NextCursor] = true
+		req.Params.Cursor = res.NextCursor
+	}
+	return nil, fmt.Errorf("%w: more than %d pages", ErrTooManyTools, MaxListPages)
 }
 
 // describeAll describes the listed tools, leaving out those it cannot and

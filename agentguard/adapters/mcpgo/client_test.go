@@ -2,8 +2,10 @@ package mcpgoguard_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -36,8 +38,8 @@ func lookupTool(description string) mcp.Tool {
 	)
 }
 
-func newRemote() *remote {
-	r := &remote{srv: server.NewMCPServer("orders", "1.0.0", server.WithToolCapabilities(true))}
+func newRemote(opts ...server.ServerOption) *remote {
+	r := &remote{srv: server.NewMCPServer("orders", "1.0.0", append([]server.ServerOption{server.WithToolCapabilities(true)}, opts...)...)}
 	r.srv.AddTool(lookupTool("Look up an order by its ID."), r.lookupHandler("shipped"))
 	r.srv.AddTool(mcp.NewTool("wipe", mcp.WithDescription("Delete every order."),
 		mcp.WithDestructiveHintAnnotation(true)),
@@ -427,5 +429,75 @@ func TestNewClientNeedsToolsetWhenInitialized(t *testing.T) {
 	c, err := mcpgoguard.NewClient(ctx, env.Guard, mc, mcpgoguard.WithToolset("billing"))
 	if err != nil || c.Toolset() != "billing" {
 		t.Fatalf("WithToolset: %v", err)
+	}
+}
+
+// TestClientListingFailsClosed: when the server's tools cannot be listed,
+// or it lists more than the client accepts, no tool listed before can be
+// called, through CallTool or through the registry, until a listing
+// succeeds.
+func TestClientListingFailsClosed(t *testing.T) {
+	var down atomic.Bool
+	hooks := &server.Hooks{}
+	hooks.AddOnRequestInitialization(func(_ context.Context, _ any, message any) error {
+		if raw, ok := message.(json.RawMessage); ok && down.Load() && strings.Contains(string(raw), `"tools/list"`) {
+			return errors.New("listing is down")
+		}
+		return nil
+	})
+	r := newRemote(server.WithHooks(hooks), server.WithPaginationLimit(2))
+	env := newEnv(t, clientRules(), agentguard.WithApprover(reviewer))
+	mc, err := client.NewInProcessClient(r.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mc.Close() })
+	ctx := t.Context()
+	c, err := mcpgoguard.NewClient(ctx, env.Guard, mc, mcpgoguard.WithToolConfig(apiCredential), mcpgoguard.WithMaxTools(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Review(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lookup := agentguard.Call{Name: "lookup", Args: json.RawMessage(`{"order":"O-1"}`)}
+	if _, err := c.Registry().Call(ctx, lookup); err != nil {
+		t.Fatalf("lookup before the failure: %v", err)
+	}
+
+	down.Store(true)
+	if _, err := c.Refresh(ctx); !errors.Is(err, mcpgoguard.ErrListing) {
+		t.Fatalf("Refresh with the listing down: %v, want ErrListing", err)
+	}
+	if _, err := c.Registry().Call(ctx, lookup); !errors.Is(err, agentguard.ErrUnknownTool) {
+		t.Errorf("registry call after a failed listing: %v, want ErrUnknownTool", err)
+	}
+	if res, err := c.CallTool(ctx, call("lookup", map[string]any{"order": "O-1"})); err == nil || !res.IsError {
+		t.Errorf("CallTool after a failed listing: %v", err)
+	}
+	down.Store(false)
+
+	// Five tools, two a page: over the limit of four.
+	r.srv.AddTool(mcp.NewTool("export", mcp.WithDescription("Export orders.")),
+		func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return mcp.NewToolResultText("x"), nil
+		})
+	if _, err := c.Refresh(ctx); !errors.Is(err, mcpgoguard.ErrTooManyTools) || !errors.Is(err, mcpgoguard.ErrListing) {
+		t.Fatalf("Refresh of five tools with a limit of four: %v, want ErrTooManyTools", err)
+	}
+	if _, err := c.Registry().Call(ctx, lookup); !errors.Is(err, agentguard.ErrUnknownTool) {
+		t.Errorf("registry call after a listing over the limit: %v, want ErrUnknownTool", err)
+	}
+
+	// Back within the limit: the tools come back as they were pinned.
+	r.srv.DeleteTools("export")
+	if _, err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry().Call(ctx, lookup); err != nil {
+		t.Errorf("lookup once the listing is back: %v", err)
+	}
+	if n := r.lookup.n.Load(); n != 2 {
+		t.Errorf("lookup ran %d times, want 2", n)
 	}
 }

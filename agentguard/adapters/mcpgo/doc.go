@@ -30,7 +30,9 @@
 // its calls are denied with agentguard.ErrIntegrity, never sent to the
 // server, until Review approves it. Tools lists the server's tools afresh
 // each time; a notifications/tools/list_changed makes the next CallTool
-// list them first; Refresh lists them on demand. A reviewed lock
+// list them first; Refresh lists them on demand. A listing that fails, or
+// holds more than WithMaxTools tools (DefaultMaxTools) or MaxListPages
+// pages, leaves no tool callable until one succeeds. A reviewed lock
 // (agentguard.WithLock) with the definitions pinned (Describe gives the
 // guard's description of an MCP tool) needs no review at run time.
 //
@@ -43,7 +45,10 @@
 // give the guard the identity source Callers, and the streamable HTTP
 // server JWTSVIDContext, which takes the caller's SPIFFE ID from a bearer
 // JWT-SVID addressed to the server. A request without a verified caller is
-// refused and shown no tools (fail closed). WithFixedCaller is for tests.
+// refused and shown no tools (fail closed). WithInProcessCaller names the
+// caller of mcp-go's in-process clients, for tests and servers embedded in
+// the agent; it never applies to HTTP requests or other sessions, and
+// never replaces a verified caller.
 //
 //	g, _ := agentguard.New(agentguard.WithIdentity(mcpgoguard.Callers()), ...)
 //	guard, _ := mcpgoguard.NewServer(g, "billing")
@@ -53,9 +58,18 @@
 //	http.Handle("/mcp", server.NewStreamableHTTPServer(srv,
 //		server.WithHTTPContextFunc(mcpgoguard.JWTSVIDContext(bundles, "spiffe://example.org/mcp/billing"))))
 //
+// mcp-go makes the first tool handler middleware given the outermost:
+// give Options (or Middleware) before any other tool middleware, since an
+// outer middleware that answers by itself (a cache, a short circuit) would
+// answer without the guard.
+//
 // Without a lock of its own the guard pins the server's own tools on first
 // use (at their first listing or call); a definition changed at run time
-// is then refused until reviewed.
+// is then refused until reviewed. The pins are per toolset and name: per-
+// session tools (AddSessionTool) that share a name but not a definition
+// have the first one seen pinned, and every other session's variant is
+// refused as changed (fail closed) until reviewed; give such tools names
+// of their own, or pin them in a lock.
 //
 // # What is not guarded
 //
@@ -64,9 +78,11 @@
 // calls its handler directly on a goroutine of its own, so
 // WithToolHandlerMiddleware never sees its calls (TestTaskToolBypassesMiddleware
 // shows it). Add task tools with Server.AddTaskTool, which guards the
-// handler itself; the tool filter hides and refuses every task tool that was
-// not added that way, or whose definition changed since. A regular tool with
-// task support called as a task goes through the middleware, and is guarded.
+// handler itself and stamps the tool with a random mark; the tool filter
+// hides and refuses every task tool without that mark (one added, or
+// added again under the same name and definition, with mcp-go's own
+// AddTaskTool) or whose definition changed since. A regular tool with task
+// support called as a task goes through the middleware, and is guarded.
 // mcp-go runs both with the tools/call request's context, which ends as
 // soon as the task is created; the guard keeps its values but not its end,
 // so tasks/cancel does not stop a guarded task (in v1.2.1 it could not
@@ -101,5 +117,8 @@
 // runs. On the server side a blocking Approver (approval.Queue, a webhook)
 // holds the tools/call until a person decides. MCP's own way of asking a
 // user, elicitation, is answered by the calling client, the very agent the
-// server guards, so this package does not take its answer as an approval.
+// server guards: at best its user's consent, never a separation of duties.
+// This package does not offer it as an approval (the official SDK's
+// adapter offers it, opt-in, as that consent and records it under the
+// client's identity).
 package mcpgoguard

@@ -19,4 +19,18 @@ var (
 	// Refresh return it; after a tools/list_changed notification, CallTool
 	// refuses calls with it until a listing succeeds.
 	ErrListing = errors.New("mcpgoguard: list tools")
+	// ErrTooManyTools: the server listed more tools, or more pages, than a
+	// Client accepts (WithMaxTools); the listing fails with ErrListing
+	// too.
+	ErrTooManyTools = errors.New("mcpgoguard: too many tools listed")
+)
+
+// Limits on one listing of a server's tools by a Client, so that a server
+// cannot keep a refresh going for ever or fill the agent's memory.
+const (
+	// DefaultMaxTools is how many tools one listing may hold, unless
+	// WithMaxTools says otherwise.
+	DefaultMaxTools = 10000
+	// MaxListPages is how many pages one listing may take.
+	MaxListPages = 1000
 )

@@ -28,10 +28,10 @@ func ExampleServer() {
 		agentguard.WithAudit(discard{}),
 	)
 	defer g.Close(context.Background())
-	// WithFixedCaller is for examples and tests: over HTTP, verify callers
-	// with JWTSVIDContext.
+	// WithInProcessCaller names the caller of in-process clients only:
+	// over HTTP, verify callers with JWTSVIDContext.
 	guard, _ := mcpgoguard.NewServer(g, "billing",
-		mcpgoguard.WithFixedCaller(identity.MustParse("spiffe://example.org/agent/buyer")))
+		mcpgoguard.WithInProcessCaller(identity.MustParse("spiffe://example.org/agent/buyer")))
 	srv := server.NewMCPServer("billing", "1.0.0", guard.Options()...)
 	srv.AddTool(mcp.NewTool("balance"), func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return mcp.NewToolResultText("12.00"), nil

@@ -13,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/identity"
@@ -166,6 +167,24 @@ func TestStreamableHTTPWithJWTSVID(t *testing.T) {
 		audittest.ExpectCount(t, senv.callRecords("balance"), audittest.Want{Decision: audit.Deny, Step: agentguard.StepIdentify}, 1)
 	})
 
+	t.Run("token signed by another key of the trust domain", func(t *testing.T) {
+		forger, err := identity.NewDevIssuer("example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fake, err := forger.Agent("/agent/buyer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := b.balance.n.Load()
+		mc := rawAs(t, mcpgoguard.JWTSVIDHeader(fake, audience))
+		res, err := mc.CallTool(ctx, call("balance", map[string]any{"account": "A-7"}))
+		if err != nil || !res.IsError || b.balance.n.Load() != before {
+			t.Fatalf("a call with a forged token ran: %q, %v", text(res), err)
+		}
+		audittest.ExpectCount(t, senv.callRecords("balance"), audittest.Want{Decision: audit.Deny, Step: agentguard.StepIdentify}, 2)
+	})
+
 	t.Run("another agent", func(t *testing.T) {
 		before := b.balance.n.Load()
 		mc := rawAs(t, mcpgoguard.JWTSVIDHeader(other, audience))
@@ -184,4 +203,64 @@ func TestStreamableHTTPWithJWTSVID(t *testing.T) {
 
 	senv.noCanary(t)
 	aenv.noCanary(t)
+}
+
+// TestInProcessCallerNotOverHTTP: a server given WithInProcessCaller and
+// served over HTTP (by mistake) acts for nobody on an anonymous request,
+// and for the verified agent on a request with a JWT-SVID: the in-process
+// caller applies to in-process clients only.
+func TestInProcessCallerNotOverHTTP(t *testing.T) {
+	issuer, err := identity.NewDevIssuer("example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := issuer.Agent("/agent/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(t, serverRules(), agentguard.WithIdentity(mcpgoguard.Callers()))
+	b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(b.srv,
+		server.WithHTTPContextFunc(mcpgoguard.JWTSVIDContext(issuer, audience))))
+	t.Cleanup(ts.Close)
+	ctx := t.Context()
+	dial := func(t *testing.T, h transport.HTTPHeaderFunc) *client.Client {
+		t.Helper()
+		var opts []transport.StreamableHTTPCOption
+		if h != nil {
+			opts = append(opts, transport.WithHTTPHeaderFunc(h))
+		}
+		mc, err := client.NewStreamableHttpClient(ts.URL+"/mcp", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = mc.Close() })
+		if err := mc.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mc.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		return mc
+	}
+
+	anon := dial(t, nil)
+	if got := listNames(t, anon); got != "" {
+		t.Errorf("tools/list of an anonymous HTTP request = %s, want nothing", got)
+	}
+	res, err := anon.CallTool(ctx, call("balance", map[string]any{"account": "A-7"}))
+	if err != nil || !res.IsError || b.balance.n.Load() != 0 {
+		t.Fatalf("an anonymous HTTP call ran as the in-process caller: %q, %v", text(res), err)
+	}
+	audittest.ExpectCount(t, env.callRecords("balance"), audittest.Want{Decision: audit.Deny, Step: agentguard.StepIdentify}, 1)
+
+	verified := dial(t, mcpgoguard.JWTSVIDHeader(other, audience))
+	res, err = verified.CallTool(ctx, call("balance", map[string]any{"account": "A-7"}))
+	if err != nil || res.IsError {
+		t.Fatalf("the verified agent's call: %q, %v", text(res), err)
+	}
+	rec := audittest.ExpectCount(t, env.callRecords("balance"), audittest.Want{Decision: audit.Allow, Outcome: audit.OutcomeOK}, 1)
+	if rec[0].Agent != other.ID().String() {
+		t.Errorf("audited agent %q, want the verified %s", rec[0].Agent, other.ID())
+	}
 }

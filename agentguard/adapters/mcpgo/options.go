@@ -17,11 +17,12 @@ type config struct {
 	clientInfo mcp.Implementation
 	toolConfig ToolConfig
 	logger     *slog.Logger
-	fixed      *identity.Identity
+	maxTools   int
+	inProcess  *identity.Identity
 }
 
 func newConfig(opts []Option) *config {
-	c := &config{clientInfo: mcp.Implementation{Name: "agentguard-mcpgo", Version: "1"}}
+	c := &config{clientInfo: mcp.Implementation{Name: "agentguard-mcpgo", Version: "1"}, maxTools: DefaultMaxTools}
 	for _, o := range opts {
 		o(c)
 	}
@@ -59,10 +60,27 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// WithFixedCaller makes a Server treat every request as coming from id, as
-// if it had been verified. It is FOR TESTS and in-process servers only:
-// nothing is verified, so any client reaching the server acts as id. Over
-// HTTP, verify callers with JWTSVIDContext instead.
-func WithFixedCaller(id identity.Identity) Option {
-	return func(c *config) { c.fixed = &id }
+// WithMaxTools bounds how many tools a Client's listing may hold
+// (DefaultMaxTools unless set): a server that lists more fails the
+// listing with ErrTooManyTools, and the Client then holds no tools until a
+// listing succeeds. n <= 0 keeps the default. Client only.
+func WithMaxTools(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxTools = n
+		}
+	}
+}
+
+// WithInProcessCaller makes a Server treat the requests of mcp-go's
+// in-process clients (client.NewInProcessClient, whose session is a
+// *server.InProcessSession) as made by id, as if verified. It is for tests
+// and for a server embedded in the agent's own process, whose only callers
+// are that process's code. Nothing is verified, so it never applies to
+// anything else: a request that came over HTTP (it carries headers), a
+// request of any other session (stdio, SSE, streamable HTTP), and a request
+// whose caller JWTSVIDContext verified keep their own caller, or none, and
+// a request with none is refused. Server only.
+func WithInProcessCaller(id identity.Identity) Option {
+	return func(c *config) { c.inProcess = &id }
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -26,9 +27,9 @@ type Server struct {
 	mw      agentguard.Next
 
 	mu sync.RWMutex
-	// taskTools holds the fingerprints of the task tools added through
+	// taskTools holds the marks of the task tools added through
 	// AddTaskTool, by name.
-	taskTools map[string]string
+	taskTools map[string]taskMark
 }
 
 // NewServer returns the guard of an mcp-go server whose tools form the
@@ -42,7 +43,7 @@ func NewServer(g *agentguard.Guard, toolset string, opts ...Option) (*Server, er
 	if toolset == "" {
 		return nil, errors.New("mcpgoguard: NewServer needs a toolset name")
 	}
-	s := &Server{g: g, toolset: toolset, cfg: newConfig(opts), taskTools: map[string]string{}}
+	s := &Server{g: g, toolset: toolset, cfg: newConfig(opts), taskTools: map[string]taskMark{}}
 	s.mw = g.Middleware()(runNext)
 	return s, nil
 }
@@ -67,10 +68,15 @@ func (s *Server) Options() []server.ServerOption {
 // (agentguard.Registry.List), whose definitions are trusted. A caller the
 // guard cannot identify is shown none.
 func (s *Server) AddHooks(hooks *server.Hooks) {
-	hooks.AddAfterListTools(func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, result *mcp.ListToolsResult) {
-		if result != nil {
-			result.Tools = s.Listed(s.callerContext(ctx), result.Tools)
+	hooks.AddAfterListTools(func(ctx context.Context, _ any, req *mcp.ListToolsRequest, result *mcp.ListToolsResult) {
+		if result == nil {
+			return
 		}
+		var header http.Header
+		if req != nil {
+			header = req.Header
+		}
+		result.Tools = s.Listed(s.callerContext(ctx, header), result.Tools)
 	})
 }
 
@@ -106,13 +112,7 @@ func (s *Server) guard(ctx context.Context, t *agentguard.Tool, call agentguard.
 func (s *Server) Middleware() server.ToolHandlerMiddleware {
 	return func(next server.ToolHandlerFunc) server.ToolHandlerFunc {
 		return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			ctx = s.callerContext(ctx)
-			if req.Params.Task != nil {
-				// mcp-go v1.2.1 runs a tool called as a task with the
-				// context of the tools/call request, which ends as soon
-				// as the task is created: keep its values, not its end.
-				ctx = context.WithoutCancel(ctx)
-			}
+			ctx = s.callerContext(ctx, req.Header)
 			name := req.Params.Name
 			call := agentguard.Call{Name: name}
 			args, err := argsJSON(req)
@@ -123,6 +123,14 @@ func (s *Server) Middleware() server.ToolHandlerMiddleware {
 			def, ok := s.lookup(ctx, name)
 			if !ok {
 				return s.unknown(ctx, call), nil
+			}
+			if req.Params.Task != nil && taskSupport(def) {
+				// mcp-go v1.2.1 runs a tool called as a task with the
+				// context of the tools/call request, which ends as soon
+				// as the task is created: keep its values, not its end.
+				// A tool without task support is run at once, on the
+				// request's own context, and stays cancellable.
+				ctx = context.WithoutCancel(ctx)
 			}
 			t, err := describe(s.toolset, def, s.cfg.toolConfig)
 			if err != nil {
@@ -198,12 +206,28 @@ func sessionTool(ctx context.Context, name string) (mcp.Tool, bool) {
 	return st.Tool, ok
 }
 
-// callerContext returns ctx with the fixed caller, when one is set.
-func (s *Server) callerContext(ctx context.Context) context.Context {
-	if s.cfg.fixed != nil {
-		return withCaller(ctx, caller{id: *s.cfg.fixed})
+// taskSupport reports whether mcp-go runs a call of t that asks for a
+// task as a task (its execution's task support is optional or required).
+func taskSupport(t mcp.Tool) bool {
+	return t.Execution != nil && (t.Execution.TaskSupport == mcp.TaskSupportOptional || t.Execution.TaskSupport == mcp.TaskSupportRequired)
+}
+
+// callerContext returns ctx with the in-process caller (WithInProcessCaller)
+// when it applies: the request is an in-process client's (its session is a
+// *server.InProcessSession), it came with no headers (an HTTP request always
+// has some), and it has no verified caller already. Otherwise ctx is
+// returned as it is, with the caller JWTSVIDContext verified or none.
+func (s *Server) callerContext(ctx context.Context, header http.Header) context.Context {
+	if s.cfg.inProcess == nil || len(header) > 0 {
+		return ctx
 	}
-	return ctx
+	if _, verified := ctx.Value(callerKey{}).(caller); verified {
+		return ctx
+	}
+	if _, ok := server.ClientSessionFromContext(ctx).(*server.InProcessSession); !ok {
+		return ctx
+	}
+	return withCaller(ctx, caller{id: *s.cfg.inProcess})
 }
 
 // Listed returns the tools of list that the caller of ctx may call with

@@ -6,8 +6,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -106,7 +108,7 @@ func listNames(t *testing.T, mc *client.Client) string {
 func TestServerGuardsCalls(t *testing.T) {
 	engine := serverRules()
 	env := newEnv(t, engine, agentguard.WithIdentity(mcpgoguard.Callers()))
-	b := newBilling(t, env, mcpgoguard.WithFixedCaller(identity.MustParse(agentguardtest.AgentID)))
+	b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
 	mc := inProcess(t, b)
 	ctx := t.Context()
 
@@ -208,7 +210,7 @@ func TestServerRugPullOfOwnTool(t *testing.T) {
 	// Without a lock of its own the guard pins the server's tools at first
 	// use; one rewritten at run time is hidden and refused until reviewed.
 	env := newEnv(t, serverRules(), agentguard.WithIdentity(mcpgoguard.Callers()))
-	b := newBilling(t, env, mcpgoguard.WithFixedCaller(identity.MustParse(agentguardtest.AgentID)))
+	b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
 	mc := inProcess(t, b)
 	if got := listNames(t, mc); got != "balance,crash" {
 		t.Fatalf("tools/list = %s", got)
@@ -228,5 +230,49 @@ func TestServerRugPullOfOwnTool(t *testing.T) {
 	}
 	if b.balance.n.Load() != 0 {
 		t.Error("the rewritten tool ran")
+	}
+}
+
+// TestTaskParamOnToolWithoutTaskSupport: a tools/call that asks for a task
+// of a tool without task support is run at once by mcp-go, on the
+// request's context: the guard leaves it cancellable, so the handler sees
+// the caller give up.
+func TestTaskParamOnToolWithoutTaskSupport(t *testing.T) {
+	env := newEnv(t, serverRules(), agentguard.WithIdentity(mcpgoguard.Callers()))
+	b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
+	started := make(chan struct{})
+	stopped := make(chan bool, 1)
+	b.srv.AddTool(mcp.NewTool("wait", mcp.WithDescription("Waits for its caller to give up.")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			close(started)
+			select {
+			case <-ctx.Done():
+				stopped <- true
+			case <-time.After(10 * time.Second):
+				stopped <- false
+			}
+			return mcp.NewToolResultText("done"), nil
+		})
+	mc := legacyClient(t, b.srv)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		_, _ = mc.GetTransport().SendRequest(ctx, transport.JSONRPCRequest{
+			JSONRPC: mcp.JSONRPC_VERSION,
+			ID:      mcp.NewRequestId(1),
+			Method:  string(mcp.MethodToolsCall),
+			Params:  map[string]any{"name": "wait", "arguments": map[string]any{}, "task": map[string]any{}},
+		})
+	}()
+	within(t, started, "the call of wait")
+	cancel()
+	if !<-stopped {
+		t.Error("the handler of a call run at once did not see its request cancelled")
+	}
+	<-sent
+	if n := len(env.callRecords("wait")); n != 1 {
+		t.Errorf("%d records for one call", n)
 	}
 }

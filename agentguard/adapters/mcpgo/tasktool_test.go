@@ -136,7 +136,7 @@ func TestTaskToolBypassesMiddleware(t *testing.T) {
 func TestServerGuardsTaskTools(t *testing.T) {
 	engine := serverRules()
 	env := newEnv(t, engine, agentguard.WithIdentity(mcpgoguard.Callers()))
-	b := newBilling(t, env, mcpgoguard.WithFixedCaller(identity.MustParse(agentguardtest.AgentID)))
+	b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
 	report := func(c *counter) server.TaskToolHandlerFunc {
 		return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CreateTaskResult, error) {
 			c.ran(ctx, req.GetArguments())
@@ -149,14 +149,34 @@ func TestServerGuardsTaskTools(t *testing.T) {
 	if err := b.guard.AddTaskTool(b.srv, reportTool("purge"), report(&b.purge)); err != nil {
 		t.Fatal(err)
 	}
+	// A task tool whose _meta the application set: the guard's mark goes
+	// in a copy, never in the application's value.
+	archive := reportTool("archive")
+	archive.Meta = &mcp.Meta{AdditionalFields: map[string]any{"team": "billing"}}
+	var archived counter
+	if err := b.guard.AddTaskTool(b.srv, archive, report(&archived)); err != nil {
+		t.Fatal(err)
+	}
+	if len(archive.Meta.AdditionalFields) != 1 {
+		t.Fatalf("AddTaskTool changed the application's tool: %v", archive.Meta.AdditionalFields)
+	}
 	// A task tool added behind the guard's back.
 	b.srv.AddTaskTool(reportTool("leak"), report(&b.unguarded))
 	mc := legacyClient(t, b.srv)
 
 	t.Run("list", func(t *testing.T) {
 		// purge is always refused; leak would run unguarded.
-		if got := listNames(t, mc); got != "balance,crash,report" {
-			t.Errorf("tools/list = %s, want balance,crash,report", got)
+		if got := listNames(t, mc); got != "archive,balance,crash,report" {
+			t.Errorf("tools/list = %s, want archive,balance,crash,report", got)
+		}
+		// The guard's mark is not shown; the application's _meta is.
+		res, err := mc.ListTools(t.Context(), mcp.ListToolsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(res)
+		if strings.Contains(string(raw), "agentguard/guarded-task") || !strings.Contains(string(raw), `"team":"billing"`) {
+			t.Errorf("tools/list shows %s", raw)
 		}
 	})
 
@@ -209,6 +229,26 @@ func TestServerGuardsTaskTools(t *testing.T) {
 		}
 	})
 
+	t.Run("re-added with the same definition is refused", func(t *testing.T) {
+		// A reload or a plugin adds the guarded tools again with mcp-go's
+		// own AddTaskTool, definitions unchanged: the handlers would run
+		// unguarded (purge is denied to everyone by policy).
+		var raw counter
+		b.srv.AddTaskTool(reportTool("purge"), report(&raw))
+		b.srv.AddTaskTool(archive, report(&raw))
+		for _, name := range []string{"purge", "archive"} {
+			if _, err := startTask(t, mc, name, nil); err == nil || !strings.Contains(err.Error(), "not found") {
+				t.Errorf("%s re-added: %v, want it refused", name, err)
+			}
+		}
+		if raw.n.Load() != 0 {
+			t.Error("a re-added task tool ran unguarded")
+		}
+		if got := listNames(t, mc); got != "balance,crash,report" {
+			t.Errorf("tools/list = %s, want the re-added tools hidden", got)
+		}
+	})
+
 	t.Run("replaced definition is refused", func(t *testing.T) {
 		// The guarded report is replaced, behind the guard's back, by a
 		// task tool of the same name with another definition.
@@ -229,7 +269,7 @@ func TestServerGuardsTaskTools(t *testing.T) {
 
 func TestRegularToolRunAsTaskIsGuarded(t *testing.T) {
 	env := newEnv(t, serverRules(), agentguard.WithIdentity(mcpgoguard.Callers()))
-	b := newBilling(t, env, mcpgoguard.WithFixedCaller(identity.MustParse(agentguardtest.AgentID)))
+	b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
 	var c counter
 	b.srv.AddTool(mcp.NewTool("export", mcp.WithDescription("Export invoices."), mcp.WithTaskSupport(mcp.TaskSupportOptional)),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
