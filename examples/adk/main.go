@@ -38,10 +38,20 @@ import (
 var policyFiles embed.FS
 
 const (
-	appName    = "shop"
-	userID     = "alice"
-	supervisor = "bob (supervisor)"
+	appName = "shop"
+	userID  = "alice"
 )
+
+// approverKey is where the application puts who signed in to answer a
+// confirmation: the guard records that name, never one the model or the
+// answer's payload gives.
+type approverKey struct{}
+
+// approver is the signed-in approver of the run of ctx, "" for none.
+func approver(ctx tool.Context) string {
+	name, _ := ctx.Value(approverKey{}).(string)
+	return name
+}
 
 func main() {
 	if err := run(context.Background(), os.Stdout); err != nil {
@@ -167,16 +177,15 @@ func run(ctx context.Context, w io.Writer) error {
 		adkguard.WithSpec("refund", refunds),
 		adkguard.WithSpec("delete_account", adkguard.Spec{Toolset: "shop", Annotations: agentguard.Annotations{Destructive: true}}),
 		adkguard.WithApprovals(d),
-		adkguard.WithApproverName(func(tool.Context) string { return supervisor }),
+		adkguard.WithApproverName(approver),
 	)
 	if err != nil {
 		return err
 	}
 
 	m := &scriptedModel{w: w}
-	cfg := llmagent.Config{Name: "shop_assistant", Model: m, Instruction: "Help the customer with orders.", Tools: shopTools}
-	ag.Configure(&cfg)
-	a, err := llmagent.New(cfg)
+	// Agent builds the agent with the guard's callbacks and wrapped tools.
+	a, err := ag.Agent(llmagent.Config{Name: "shop_assistant", Model: m, Instruction: "Help the customer with orders.", Tools: shopTools})
 	if err != nil {
 		return err
 	}
@@ -198,9 +207,9 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	defer task.End(context.Background())
 
-	turn := func(msg *genai.Content) ([]adkguard.Confirmation, error) {
+	turn := func(ctx context.Context, msg *genai.Content) ([]adkguard.Confirmation, error) {
 		var confs []adkguard.Confirmation
-		for ev, err := range r.Run(tctx, userID, sid, msg, agent.RunConfig{}) {
+		for ev, err := range r.Run(ctx, userID, sid, msg, agent.RunConfig{}) {
 			if err != nil {
 				return nil, err
 			}
@@ -211,7 +220,7 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	say := func(text string) ([]adkguard.Confirmation, error) {
 		fmt.Fprintf(w, "\nuser: %s\n", text)
-		return turn(genai.NewContentFromText(text, genai.RoleUser))
+		return turn(tctx, genai.NewContentFromText(text, genai.RoleUser))
 	}
 
 	if _, err := say("Where is my order A-1?"); err != nil {
@@ -227,10 +236,13 @@ func run(ctx context.Context, w io.Writer) error {
 	if len(confs) != 1 || confs[0].Approval == nil {
 		return fmt.Errorf("expected one confirmation of the guard, got %d", len(confs))
 	}
+	// The shop's console shows the guard's request (never what the model
+	// says of it) to a supervisor, who signs in as bob and confirms: the
+	// answer runs in bob's context, in the same task.
 	c := confs[0]
-	fmt.Fprintf(w, "\n%s is asked to confirm %s %s (approval %q: %s)\n", supervisor, c.Tool, c.Approval.Args, c.Approval.Kind, c.Approval.Reason)
-	fmt.Fprintf(w, "%s: yes\n", supervisor)
-	if _, err := turn(adkguard.Answer(c.ID, true)); err != nil {
+	fmt.Fprintf(w, "\nbob signs in as supervisor and is asked to confirm %s %s (approval %q: %s)\n", c.Approval.Tool, c.Approval.Args, c.Approval.Kind, c.Approval.Reason)
+	fmt.Fprintln(w, "bob: yes")
+	if _, err := turn(context.WithValue(tctx, approverKey{}, "bob"), adkguard.Answer(c.ID, true)); err != nil {
 		return err
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 
 // The example's transcript shows an allowed call with a task token, a call
 // policy forbids, a tool the model is never offered, and a refund that runs
-// once, after the supervisor's confirmation through ADK.
+// once, after the signed-in supervisor's confirmation through ADK.
 func TestTranscript(t *testing.T) {
 	var buf bytes.Buffer
 	if err := run(context.Background(), &buf); err != nil {
@@ -24,9 +24,9 @@ func TestTranscript(t *testing.T) {
 		`result [call-2]: {"error":"The call to tool \"refund\" was denied (authorize): refunds over 1000 are never made by an agent.`,
 		"audit: refund call=call-3 decision=deny outcome=denied policies=refund-approval approval=pending",
 		"adk: asks for a confirmation",
-		`bob (supervisor) is asked to confirm refund {"amount":250,"order":"A-1"} (approval "supervisor": refunds over 100 need a supervisor)`,
+		`bob signs in as supervisor and is asked to confirm refund {"amount":250,"order":"A-1"} (approval "supervisor": refunds over 100 need a supervisor)`,
 		"tool refund(A-1, 250) runs with a task token: true",
-		"audit: refund call=call-3 decision=allow outcome=ok policies=refund-approval approval=granted(bob (supervisor)) leases=1",
+		"audit: refund call=call-3 decision=allow outcome=ok policies=refund-approval approval=granted(bob) leases=1",
 		"model: Done: map[order:A-1 refunded:250]",
 	} {
 		if !strings.Contains(out, want) {

@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/adk/agent"
+	"google.golang.org/adk/agent/llmagent"
+	"google.golang.org/adk/agent/workflowagents/parallelagent"
+
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
@@ -85,7 +89,8 @@ func TestDeniedCall(t *testing.T) {
 }
 
 // The model is offered only the tools policy lists; a tool it calls
-// anyway is one ADK does not know, and nothing runs.
+// anyway is one ADK does not know: nothing runs, and the guard records the
+// call as a lookup denial.
 func TestListingFiltered(t *testing.T) {
 	rules := shopRules()
 	h := newHarness(t, rules, nil)
@@ -108,8 +113,8 @@ func TestListingFiltered(t *testing.T) {
 	if n := log.ran("delete_account"); n != 0 {
 		t.Fatalf("delete_account ran %d times", n)
 	}
-	if msg := errorText(t, response(t, evs, "call-del")); !strings.Contains(msg, "not found") {
-		t.Errorf("the model got %q, want ADK's tool-not-found", msg)
+	if msg := errorText(t, response(t, evs, "call-del")); !strings.Contains(msg, `"delete_account" was denied (lookup)`) {
+		t.Errorf("the model got %q, want the guard's lookup denial", msg)
 	}
 	// The same decision as the registry's listing.
 	allowed, err := h.ag.Allowed(ctx, shopTools(t, newToolLog()))
@@ -123,7 +128,8 @@ func TestListingFiltered(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("Allowed = %v, want %v", names, want)
 	}
-	audittest.ExpectNone(t, h.Audit.Kind(audit.KindToolCall), audittest.Want{Tool: "delete_account"})
+	h.expectOnce(t, "call-del", audittest.Want{Decision: audit.Deny, Step: "lookup", Tool: "delete_account", Agent: agentguardtest.AgentID})
+	h.expectNoCanary(t, m, evs)
 }
 
 // Every call of a turn that makes several at once is guarded once, its
@@ -161,4 +167,33 @@ func TestParallelCallsOnceEach(t *testing.T) {
 		t.Errorf("%d calls still in flight", h.ag.InFlight())
 	}
 	h.expectNoCanary(t, m, evs)
+}
+
+// The agents of a ParallelAgent share the invocation: calls of both with
+// the same function-call ID are told apart by agent and branch.
+func TestParallelAgentsSameCallID(t *testing.T) {
+	h := newHarness(t, shopRules(), nil)
+	log := newToolLog()
+	var subs []agent.Agent
+	for _, name := range []string{"east", "west"} {
+		m := &scriptedModel{steps: []step{calls(call("call-1", "lookup_order", map[string]any{"order": name})), text("ok")}}
+		a, err := h.ag.Agent(llmagent.Config{Name: name, Model: m, Tools: shopTools(t, log)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, a)
+	}
+	par, err := parallelagent.New(parallelagent.Config{AgentConfig: agent.Config{Name: "both", SubAgents: subs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, _ := h.task(t)
+	run(t, ctx, h.runner(t, par), h.session(t), userText("Look up both."))
+	if log.ran("lookup_order") != 2 || log.sawCredential("lookup_order") != 2 {
+		t.Fatalf("runs %v, credential %v", log.runs, log.credOK)
+	}
+	audittest.ExpectCount(t, h.Audit.Kind(audit.KindToolCall), audittest.Want{CallID: "call-1", Decision: audit.Allow, Outcome: audit.OutcomeOK}, 2)
+	if h.ag.InFlight() != 0 {
+		t.Errorf("%d calls in flight", h.ag.InFlight())
+	}
 }

@@ -2,13 +2,16 @@ package adkguard_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/adk/agent"
 	"google.golang.org/adk/agent/llmagent"
+	"google.golang.org/adk/model"
 	"google.golang.org/adk/plugin"
+	"google.golang.org/adk/plugin/retryandreflect"
 	"google.golang.org/adk/tool"
 
 	"github.com/agentguard/go-sdk/agentguard"
@@ -63,19 +66,37 @@ func TestBadArguments(t *testing.T) {
 	h.expectNoCanary(t, m, evs)
 }
 
-// A tool name the agent does not have runs nothing; ADK answers it.
+// A tool name the agent does not have runs nothing; ADK finds no tool, and
+// the guard's tool-error callback records a lookup denial and tells the
+// model, in plugin and agent installs alike.
 func TestUnknownTool(t *testing.T) {
+	for _, plugin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plugin=%v", plugin), func(t *testing.T) { testUnknownTool(t, plugin) })
+	}
+}
+
+func testUnknownTool(t *testing.T, withPlugin bool) {
 	h := newHarness(t, policytest.AllowAll(), nil)
 	log := newToolLog()
-	m := &scriptedModel{steps: []step{calls(call("call-u", "no_such_tool", nil)), text("Sorry.")}}
-	r := h.runner(t, h.agent(t, m, shopTools(t, log)))
-	ctx, _ := h.task(t)
+	m := &scriptedModel{steps: []step{calls(call("call-u", "no_such_tool", map[string]any{"x": 1})), text("Sorry.")}}
+	var plugins []*plugin.Plugin
+	if withPlugin {
+		p, err := h.ag.Plugin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plugins = append(plugins, p)
+	}
+	r := h.runner(t, h.agent(t, m, shopTools(t, log)), plugins...)
+	ctx, task := h.task(t)
 	evs := run(t, ctx, r, h.session(t), userText("Do something."))
-	if msg := errorText(t, response(t, evs, "call-u")); !strings.Contains(msg, "not found") {
+	if msg := errorText(t, response(t, evs, "call-u")); !strings.Contains(msg, `"no_such_tool" was denied (lookup)`) {
 		t.Errorf("the model got %q", msg)
 	}
-	if n := len(h.Audit.Kind(audit.KindToolCall)); n != 0 || len(h.toolSpans("call-u")) != 0 {
-		t.Errorf("%d records for a call that named no tool", n)
+	// Once, though both the plugin's and the agent's callbacks are installed.
+	h.expectOnce(t, "call-u", audittest.Want{Decision: audit.Deny, Step: "lookup", Tool: "no_such_tool", Agent: agentguardtest.AgentID, Task: task.ID()})
+	if len(m.requests()) != 2 {
+		t.Error("the run did not go on")
 	}
 }
 
@@ -118,9 +139,10 @@ func TestFrameworkToolGuarded(t *testing.T) {
 			listed := slices.Contains(m.requests()[0].declared, "transfer_to_agent")
 			msg := errorText(t, response(t, evs, "call-t"))
 			if tc.hidden {
-				if listed || !strings.Contains(msg, "not found") {
+				if listed || !strings.Contains(msg, "denied (lookup)") {
 					t.Errorf("listed %v, model got %q; want hidden", listed, msg)
 				}
+				h.expectOnce(t, "call-t", audittest.Want{Decision: audit.Deny, Step: "lookup", Tool: "transfer_to_agent"})
 				return
 			}
 			if !listed || !strings.Contains(msg, "no handing over to the admin agent") {
@@ -186,48 +208,87 @@ func answerAfter(tool.Context, tool.Tool, map[string]any, map[string]any, error)
 	return map[string]any{"status": "answered by another callback"}, nil
 }
 
-// A call whose outcome the guard never saw (another callback answered
-// first) is finished when the run or the agent ends, recorded as failed.
-func TestUnfinishedCallsFinished(t *testing.T) {
+// A call whose outcome no callback reported (another after-tool callback
+// answered first, and the application may stop reading the run's events
+// as soon as it has the tool's result) is recorded all the same, once: a
+// wrapped tool records its own outcome; for a tool that is not wrapped,
+// the agent's next model request, the end of the run (plugin) or of the
+// agent records it as unfinished.
+func TestUnreportedCallsRecorded(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		plugin bool
-	}{{"plugin", true}, {"agent callbacks", false}} {
+		name    string
+		wrapped bool
+		plugin  bool
+		// stop: the application stops reading once it has the result.
+		stop bool
+		// outcome and errText are the record's.
+		outcome, errText string
+	}{
+		{name: "wrapped, agent callbacks, stop reading", wrapped: true, stop: true, outcome: audit.OutcomeOK},
+		{name: "wrapped, plugin, stop reading", wrapped: true, plugin: true, stop: true, outcome: audit.OutcomeOK},
+		{name: "unwrapped, plugin, stop reading", plugin: true, stop: true, outcome: audit.OutcomeError, errText: "without the guard's after-tool callback"},
+		{name: "unwrapped, plugin", plugin: true, outcome: audit.OutcomeError, errText: "without the guard's after-tool callback"},
+		{name: "unwrapped, agent callbacks", outcome: audit.OutcomeError, errText: "without the guard's after-tool callback"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, shopRules(), nil)
 			log := newToolLog()
-			m := &scriptedModel{steps: []step{calls(call("call-s", "lookup_order", map[string]any{"order": "A-1"})), text("ok")}}
-			cfg := llmagent.Config{Name: "shop_agent", Model: m, Tools: h.ag.Tools(shopTools(t, log)...)}
-			var plugins []*plugin.Plugin
+			// Asked again, the model finds the call recorded already.
+			recordedFirst := false
+			m := &scriptedModel{steps: []step{
+				calls(call("call-s", "lookup_order", map[string]any{"order": "A-1"})),
+				func(req *model.LLMRequest) *model.LLMResponse {
+					recordedFirst = len(h.Audit.Kind(audit.KindToolCall)) == 1
+					return text("ok")(req)
+				},
+			}}
+			raw := shopTools(t, log)
+			cfg := llmagent.Config{Name: "shop_agent", Model: m, Tools: raw}
+			other, err := plugin.New(plugin.Config{Name: "other", AfterToolCallback: answerAfter})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plugins := []*plugin.Plugin{other}
 			if tc.plugin {
-				other, err := plugin.New(plugin.Config{Name: "other", AfterToolCallback: answerAfter})
-				if err != nil {
-					t.Fatal(err)
-				}
 				p, err := h.ag.Plugin()
 				if err != nil {
 					t.Fatal(err)
 				}
 				plugins = []*plugin.Plugin{other, p}
+				if tc.wrapped {
+					cfg.Tools = h.ag.Tools(raw...)
+				}
 			} else {
 				h.ag.Configure(&cfg)
-				cfg.AfterToolCallbacks = append([]llmagent.AfterToolCallback{answerAfter}, cfg.AfterToolCallbacks...)
+				if !tc.wrapped {
+					cfg.Tools = raw
+				}
 			}
 			a, err := llmagent.New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, _ := h.task(t)
-			run(t, ctx, h.runner(t, a, plugins...), h.session(t), userText("Where is A-1?"))
+			for ev, err := range h.runner(t, a, plugins...).Run(ctx, userID, h.session(t), userText("Where is A-1?"), agent.RunConfig{}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.stop && ev.Content != nil && ev.Content.Parts[0].FunctionResponse != nil {
+					break
+				}
+			}
 			if log.ran("lookup_order") != 1 {
 				t.Fatalf("lookup_order ran %d times", log.ran("lookup_order"))
 			}
 			if h.ag.InFlight() != 0 {
 				t.Fatalf("%d calls left in flight", h.ag.InFlight())
 			}
-			ev := h.expectOnce(t, "call-s", audittest.Want{Decision: audit.Allow, Outcome: audit.OutcomeError})
-			if !strings.Contains(ev.Error, "without the guard's after-tool callback") {
-				t.Errorf("record error %q", ev.Error)
+			ev := h.expectOnce(t, "call-s", audittest.Want{Decision: audit.Allow, Outcome: tc.outcome})
+			if !strings.Contains(ev.Error, tc.errText) {
+				t.Errorf("record error %q, want %q", ev.Error, tc.errText)
+			}
+			if !tc.stop && !recordedFirst {
+				t.Error("the call was not recorded when the model was asked again")
 			}
 		})
 	}
@@ -383,4 +444,89 @@ func TestNewNilGuard(t *testing.T) {
 	if _, err := adkguard.New(nil); err == nil {
 		t.Error("New(nil) succeeded")
 	}
+}
+
+// ADK runs the tool-error callbacks, such as those of its own
+// retryandreflect plugin, before the after-tool ones: they see a wrapped
+// tool's error only scrubbed of the call's credential, and that of a tool
+// that is not wrapped not at all when the guard's plugin comes first. The
+// record says the call failed, once.
+func TestToolErrorCallbacks(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wrapped bool
+	}{{"wrapped, agent callbacks", true}, {"unwrapped, plugin first", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, shopRules(), nil)
+			log := newToolLog()
+			log.fail["lookup_order"] = true
+			m := &scriptedModel{steps: []step{calls(call("call-f", "lookup_order", map[string]any{"order": "A-1"})), text("Sorry.")}}
+			rr, err := retryandreflect.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a agent.Agent
+			plugins := []*plugin.Plugin{rr}
+			if tc.wrapped {
+				a = h.agent(t, m, shopTools(t, log))
+			} else {
+				// The tool finds its credential through the guard.
+				lookup := mustTool(t, "lookup_order", "Look up an order.", func(ctx tool.Context, a orderArgs) (orderResult, error) {
+					cred, ok := h.ag.Credential(ctx, "api")
+					return orderResult{}, log.record("lookup_order", cred, ok)
+				})
+				if a, err = llmagent.New(llmagent.Config{Name: "plain", Model: m, Tools: []tool.Tool{lookup}}); err != nil {
+					t.Fatal(err)
+				}
+				p, err := h.ag.Plugin()
+				if err != nil {
+					t.Fatal(err)
+				}
+				plugins = []*plugin.Plugin{p, rr}
+			}
+			ctx, _ := h.task(t)
+			evs := run(t, ctx, h.runner(t, a, plugins...), h.session(t), userText("Where is A-1?"))
+			if log.ran("lookup_order") != 1 || log.sawCredential("lookup_order") != 1 {
+				t.Fatalf("runs %v, credential %v", log.runs, log.credOK)
+			}
+			if got := response(t, evs, "call-f"); !strings.Contains(fmt.Sprint(got), "backend refused token") {
+				t.Errorf("the model got %v, want the scrubbed failure", got)
+			}
+			ev := h.expectOnce(t, "call-f", audittest.Want{Decision: audit.Allow, Outcome: audit.OutcomeError})
+			if !strings.Contains(ev.Error, "backend refused token") {
+				t.Errorf("record error %q", ev.Error)
+			}
+			h.expectNoCanary(t, m, evs)
+		})
+	}
+}
+
+// A tool that is not wrapped and outlives its run's context (it ignores
+// the cancellation) still has its real outcome recorded when ADK reports
+// it, once.
+func TestCancelledRunLateOutcome(t *testing.T) {
+	h := newHarness(t, policytest.AllowAll(), nil)
+	base, _ := h.task(t)
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
+	stubborn := mustTool(t, "stubborn", "Finishes whatever happens.", func(tool.Context, struct{}) (map[string]any, error) {
+		cancel()
+		return map[string]any{"done": true}, nil
+	})
+	m := &scriptedModel{steps: []step{calls(call("call-l", "stubborn", nil)), text("ok")}}
+	a, err := llmagent.New(llmagent.Config{Name: "plain", Model: m, Tools: []tool.Tool{stubborn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.ag.Plugin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range h.runner(t, a, p).Run(ctx, userID, h.session(t), userText("Go."), agent.RunConfig{}) {
+		_ = err // the run may stop with the context's error
+	}
+	if h.ag.InFlight() != 0 {
+		t.Fatalf("%d calls left in flight", h.ag.InFlight())
+	}
+	h.expectOnce(t, "call-l", audittest.Want{Decision: audit.Allow, Outcome: audit.OutcomeOK})
 }

@@ -8,7 +8,10 @@ require (
 	google.golang.org/genai v1.40.0
 )
 
-require github.com/google/jsonschema-go v0.4.2 // indirect
+require (
+	github.com/google/jsonschema-go v0.4.2 // indirect
+	golang.org/x/sync v0.20.0 // indirect
+)
 
 require (
 	cloud.google.com/go v0.123.0 // indirect

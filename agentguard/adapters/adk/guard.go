@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/adk/agent"
 	"google.golang.org/adk/tool"
 
 	"github.com/agentguard/go-sdk/agentguard"
@@ -37,6 +38,17 @@ type Spec struct {
 	Credentials []credentials.Requirement
 	// Audit says what the audit records hold of the call's arguments.
 	Audit agentguard.ArgsAudit
+}
+
+// DefaultApproverName is who answered a confirmation unless
+// WithApproverName says otherwise: "adk-user:" and the session's user ID,
+// the user who posted the answer. It is "" (no approver: the answer is
+// not taken) for a session without a user ID.
+func DefaultApproverName(ctx tool.Context) string {
+	if ctx.UserID() == "" {
+		return ""
+	}
+	return "adk-user:" + ctx.UserID()
 }
 
 // Option configures a Guard.
@@ -74,9 +86,17 @@ func WithApprovals(d *approval.Deferred) Option {
 	return func(c *config) { c.deferred = d }
 }
 
-// WithApproverName sets who answered a confirmation: by default the
-// session's user ID (tool.Context.UserID). The name comes from the
-// application, never from the model or the confirmation's payload.
+// WithApproverName sets who answered a confirmation, from the context of
+// the run that carries the answer (the application puts the signed-in
+// approver there). It is never taken from the model or the confirmation's
+// payload. A name of "" records no answer: the call is refused.
+//
+// Without it the approver is "adk-user:" and the session's user ID
+// (DefaultApproverName): ADK lets whoever posts to the session answer its
+// confirmations, so by default the user the agent works for approves its
+// calls, and the audit record says so. For approvals that someone else
+// must give, set WithApproverName, or use another approver
+// (approval.Queue) than ADK's confirmations.
 func WithApproverName(f func(ctx tool.Context) string) Option {
 	return func(c *config) { c.approverName = f }
 }
@@ -105,12 +125,18 @@ type Guard struct {
 	cfg config
 
 	mu sync.Mutex
-	// flights are the calls allowed by BeforeTool and not yet ended,
-	// by invocation and function-call ID.
+	// flights are the calls allowed by BeforeTool and not yet forgotten,
+	// by invocation, branch, agent and function-call ID.
 	flights map[callKey]*flight
-	// pending are the confirmations asked for, by session and
-	// function-call ID.
+	// pending are the confirmations asked for, by session, branch, agent
+	// and function-call ID.
 	pending map[pendingKey]pendingRequest
+	// agents are the agents built by Agent: those an agent tool may run.
+	agents map[agent.Agent]bool
+
+	// unknown holds no tool: it records the calls of tools ADK does not
+	// have as lookup denials.
+	unknown *agentguard.Registry
 
 	// listing holds one registry per toolset, for the policy's listing
 	// decision.
@@ -126,7 +152,7 @@ func New(g *agentguard.Guard, opts ...Option) (*Guard, error) {
 	c := config{
 		toolset:      DefaultToolset,
 		specs:        map[string]Spec{},
-		approverName: func(ctx tool.Context) string { return ctx.UserID() },
+		approverName: DefaultApproverName,
 		pendingTTL:   approval.DefaultDeferredTTL,
 		pendingLimit: approval.DefaultDeferredLimit,
 	}
@@ -141,6 +167,8 @@ func New(g *agentguard.Guard, opts ...Option) (*Guard, error) {
 		g: g, cfg: c,
 		flights:    map[callKey]*flight{},
 		pending:    map[pendingKey]pendingRequest{},
+		agents:     map[agent.Agent]bool{},
+		unknown:    g.NewRegistry(c.toolset),
 		registries: map[string]*agentguard.Registry{},
 	}, nil
 }

@@ -108,7 +108,12 @@ func refuseHandler(context.Context, json.RawMessage) (*agentguard.Result, error)
 // transfer_to_agent). A declaration with no tool behind it is removed too.
 // A refused listing (an agent without identity, or suspended) fails the
 // model call.
+//
+// It also finishes the agent's calls of its previous model response that
+// the guard allowed and whose outcome no callback reported (ErrUnfinished):
+// ADK runs them all before it asks the model again.
 func (g *Guard) BeforeModel(ctx agent.CallbackContext, req *model.LLMRequest) (*model.LLMResponse, error) {
+	g.sweepAgent(ctx)
 	if req == nil {
 		return nil, nil
 	}

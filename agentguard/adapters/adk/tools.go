@@ -10,6 +10,9 @@ import (
 	"google.golang.org/adk/model"
 	"google.golang.org/adk/tool"
 	"google.golang.org/genai"
+
+	"github.com/agentguard/go-sdk/agentguard"
+	"github.com/agentguard/go-sdk/credentials"
 )
 
 // runnable is a tool ADK can run: it has a declaration and a Run method.
@@ -28,8 +31,11 @@ type requestProcessor interface {
 // on its tool.Context, sees the guard's span as its parent, and is
 // cancelled when the task ends. A wrapped tool runs only for a call the
 // guard's BeforeTool allowed, with the arguments policy saw; otherwise it
-// fails with ErrUnguarded or ErrArgsChanged. Tools already wrapped by g are
-// returned as they are.
+// fails with ErrUnguarded or ErrArgsChanged. It records the outcome of its
+// call itself, so that the record never waits on a later callback, and
+// hands ADK a failure with its message scrubbed of the call's credentials.
+// An agent tool (agenttool) that Guard.AgentTool did not make fails with
+// ErrUnguardedAgent. Tools already wrapped by g are returned as they are.
 func (g *Guard) Tools(tools ...tool.Tool) []tool.Tool {
 	out := make([]tool.Tool, len(tools))
 	for i, t := range tools {
@@ -60,6 +66,8 @@ type guardedTool struct {
 	g       *Guard
 	inner   tool.Tool
 	toolset string
+	// agentTool: inner is an agent tool made by Guard.AgentTool.
+	agentTool bool
 }
 
 func (w *guardedTool) Name() string        { return w.inner.Name() }
@@ -92,26 +100,62 @@ func (w *guardedTool) ProcessRequest(ctx tool.Context, req *model.LLMRequest) er
 	return nil
 }
 
-// Run runs the wrapped tool with the guard's context of the call.
-func (w *guardedTool) Run(ctx tool.Context, args any) (result map[string]any, err error) {
+// Run runs the wrapped tool with the guard's context of the call, and
+// records its outcome: the guard's answer is what ADK gets, a failure as a
+// *agentguard.ToolError, whose message holds no credential value of the
+// call, so that no tool-error or after-tool callback sees one.
+func (w *guardedTool) Run(ctx tool.Context, args any) (map[string]any, error) {
+	key := keyOf(ctx)
+	f := w.g.lookup(key, ctx)
+	if f != nil {
+		w.g.mu.Lock()
+		if f.ran {
+			f = nil // run once per call
+		} else {
+			f.ran = true
+		}
+		w.g.mu.Unlock()
+	}
+	if f == nil {
+		return nil, fmt.Errorf("%w: tool %q", ErrUnguarded, w.Name())
+	}
+	out, err := w.run(f, ctx, args)
+	res, err := w.g.finish(key, f, &agentguard.Result{Output: out}, err)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		return nil, nil
+	}
+	m, _ := res.Output.(map[string]any) // what the guard gives back, only
+	return m, nil
+}
+
+// run runs the wrapped tool for the call f, once the guard allowed it.
+func (w *guardedTool) run(f *flight, ctx tool.Context, args any) (result map[string]any, err error) {
 	r, ok := w.inner.(runnable)
 	if !ok {
 		return nil, fmt.Errorf("%w: tool %q has no Run method", ErrNotRunnable, w.Name())
 	}
-	f := w.g.flightFor(ctx)
-	if f == nil {
-		return nil, fmt.Errorf("%w: tool %q", ErrUnguarded, w.Name())
-	}
 	m, _ := args.(map[string]any)
 	if now, err := callArgs(m); err != nil || !bytes.Equal(now, f.args) {
 		return nil, fmt.Errorf("%w: tool %q", ErrArgsChanged, w.Name())
+	}
+	tctx := f.ctx
+	if isAgentTool(w.inner) {
+		if !w.agentTool {
+			return nil, fmt.Errorf("%w: tool %q", ErrUnguardedAgent, w.Name())
+		}
+		// The agent's own calls are guarded, each with its credentials:
+		// none of this call's reaches them.
+		tctx = credentials.NewContext(tctx)
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			result, err = nil, fmt.Errorf("adkguard: tool %q panicked: %v", w.Name(), p)
 		}
 	}()
-	return r.Run(&guardedContext{Context: ctx, ctx: f.ctx}, args)
+	return r.Run(&guardedContext{Context: ctx, ctx: tctx}, args)
 }
 
 // guardedContext is ADK's tool context of a call, whose context.Context
