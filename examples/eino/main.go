@@ -140,7 +140,9 @@ func run(ctx context.Context, out io.Writer, onToken func(string)) error {
 		fmt.Fprintf(out, "manager alice grants request %s\n\n", r.RequestID)
 		// The approver's name comes from who is signed in to the
 		// application, never from the model.
-		resume = einoguard.Resume(resume, w.ID, einoguard.Decision{Granted: true, Approvers: []string{"alice"}, Reason: "overcharge confirmed"})
+		// The decision names the request alice was shown.
+		resume = einoguard.Resume(resume, w.ID, einoguard.Decision{
+			RequestID: r.RequestID, Granted: true, Approvers: []string{"alice"}, Reason: "overcharge confirmed"})
 	}
 	answer, err := agent.Invoke(resume, input, checkpoint)
 	if err != nil {

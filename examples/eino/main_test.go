@@ -39,8 +39,8 @@ func TestTranscript(t *testing.T) {
 	if n := strings.Count(s, "shop API: token"); n != 2 {
 		t.Errorf("the shop API was called %d times, want 2", n)
 	}
-	if strings.Index(s, "manager alice grants") > strings.Index(s, "scope refunds:write") {
-		t.Error("the refund ran before the manager granted it")
+	if granted, refunded := strings.Index(s, "manager alice grants request approval-"), strings.Index(s, "scope refunds:write"); granted < 0 || refunded < granted {
+		t.Errorf("the refund ran before the manager granted it (grant at %d, refund at %d)", granted, refunded)
 	}
 	if len(tokens) != 2 {
 		t.Fatalf("the tools were given %d tokens, want 2", len(tokens))

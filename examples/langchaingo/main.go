@@ -9,7 +9,9 @@
 // approval (langchaingo has no human-in-the-loop of its own, so the guard's
 // approval queue holds the call until the supervisor decides), a call
 // denied by Cedar policy, which the model reads as its observation while
-// the run goes on, and the credential's revocation when the task ends.
+// the run goes on, a call of the tool the model was not shown, which the
+// guard denies and audits all the same, and the credential's revocation
+// when the task ends.
 //
 //	cd examples/langchaingo && go run .
 package main

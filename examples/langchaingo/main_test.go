@@ -32,7 +32,8 @@ func TestTranscript(t *testing.T) {
 		"audit tool_call tool=refund agent=spiffe://example.org/agent/support-bot decision=deny policies=refund-one-order outcome=denied",
 		`observation: The call to tool "refund" was denied (authorize): refunds are made one order at a time, by its ID.`,
 		`4. model calls delete_customer("C-7")`,
-		"observation: delete_customer is not a valid tool, try another one",
+		"audit tool_call tool=delete_customer agent=spiffe://example.org/agent/support-bot decision=deny outcome=denied",
+		`observation: The call to tool "delete_customer" was denied (authorize): no policy permits this call.`,
 		"final answer: Order O-1001 is refunded. Other orders need their IDs, one refund each.",
 		"audit credential_revoke audience=orders-api scopes=orders:read outcome=ok",
 		"task ended: its credentials are revoked",
@@ -43,8 +44,11 @@ func TestTranscript(t *testing.T) {
 		}
 		rest = rest[i+len(want):]
 	}
-	if n := strings.Count(s, "audit tool_call"); n != 3 {
-		t.Errorf("%d tool call records, want 3 (the hidden tool's call never reached the guard)", n)
+	if n := strings.Count(s, "audit tool_call"); n != 4 {
+		t.Errorf("%d tool call records, want 4 (the hidden tool's call is denied by the guard)", n)
+	}
+	if strings.Contains(s, "deleted customer") {
+		t.Error("the hidden tool ran")
 	}
 	if len(rep.tokens) != 1 || len(rep.tokens[0]) < 20 {
 		t.Fatalf("lookup_order saw tokens %d, want one", len(rep.tokens))

@@ -12,13 +12,15 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
+	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // ApprovalRequest is the info of the eino interrupt that pauses a call
 // waiting for a human's approval (InterruptCtx.Info): what the human is
 // asked to decide. It shows the guard's request, bound to this exact call.
 type ApprovalRequest struct {
-	// RequestID is the guard's approval request; the Decision answers it.
+	// RequestID is the guard's approval request; a Decision answering it
+	// names it (Decision.RequestID).
 	RequestID string
 	// Tool, Toolset and CallID name the call; Args are its canonical JSON
 	// arguments, as policy saw them.
@@ -44,6 +46,12 @@ type ApprovalRequest struct {
 // or a *Decision). The application builds it from who is signed in; the
 // model has no say in it.
 type Decision struct {
+	// RequestID is the ApprovalRequest.RequestID the human was shown and
+	// answers. It must be the paused call's: a Decision for another
+	// request, or for none, is refused (ErrWrongRequest), so that a mixed
+	// up or tampered checkpoint cannot route a human's answer to another
+	// call than the one they saw.
+	RequestID string
 	// Granted lets the call go ahead; otherwise the model is told the
 	// approval was refused, and the tool does not run.
 	Granted bool
@@ -91,14 +99,21 @@ func Interrupts(err error) []Interrupt {
 
 // Resume returns the context to run the graph again with (with the same
 // checkpoint ID and the same task) so that the call paused by the interrupt
-// of that ID gets d. To answer several at once, pass each Decision to
+// of that ID gets d, whose RequestID must be the one its Interrupt's
+// Request shows. To answer several at once, pass each Decision to
 // compose.BatchResumeWithData.
 func Resume(ctx context.Context, interruptID string, d Decision) context.Context {
 	return compose.ResumeWithData(ctx, interruptID, &d)
 }
 
 // interrupt pauses the call, which waits for the human's answer to req.
+// The request must be pending in the toolset's Deferred: if it is not, the
+// guard's approver is another one, no Decision given on resume could ever
+// be recorded, and the run would pause again and again; that is an error.
 func (s *Toolset) interrupt(ctx context.Context, in *compose.ToolInput, req *agentguard.ApprovalRequest) error {
+	if _, ok := s.pending(req.ID); !ok {
+		return fmt.Errorf("einoguard: call %s of tool %q, request %s: %w", in.CallID, in.Name, req.ID, ErrNotGuardsApprover)
+	}
 	r := &ApprovalRequest{
 		RequestID: req.ID, Tool: req.Tool, Toolset: req.Toolset, CallID: in.CallID, Args: string(req.Args),
 		Kind: req.Kind, Reason: req.Reason, Policies: slices.Clone(req.Policies),
@@ -107,11 +122,31 @@ func (s *Toolset) interrupt(ctx context.Context, in *compose.ToolInput, req *age
 	return tool.StatefulInterrupt(ctx, r, &pendingState{Request: r})
 }
 
+// pending returns the toolset's Deferred's copy of the pending request id.
+func (s *Toolset) pending(id string) (*agentguard.ApprovalRequest, bool) {
+	if s.deferred == nil {
+		return nil, false
+	}
+	for _, r := range s.deferred.Pending() {
+		if r.ID == id {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
 // resumed handles a call that eino runs again after the adapter paused it.
 // It reports whether the call goes through the guard now; if not, err is
 // what eino gets: the interrupt again when another call is being resumed,
 // or an error when the call was resumed without an acceptable Decision.
 // A call paused by something else (the tool itself) goes through the guard.
+//
+// The Decision is recorded only if it answers the request the checkpoint
+// says the call waits for (Decision.RequestID), and only if the guard's
+// own copy of that request (the Deferred's) is for this very call: the
+// tool, call ID, canonical arguments and task of the call being resumed,
+// and the tool and arguments the checkpoint showed the human. The
+// checkpoint lives in the application's store; the guard's copy does not.
 func (s *Toolset) resumed(ctx context.Context, in *compose.ToolInput) (proceed bool, err error) {
 	was, has, st := tool.GetInterruptState[*pendingState](ctx)
 	if !was || !has || st == nil || st.Request == nil {
@@ -134,14 +169,45 @@ func (s *Toolset) resumed(ctx context.Context, in *compose.ToolInput) (proceed b
 	if s.deferred == nil {
 		return false, fmt.Errorf("einoguard: call %s of tool %q: %w: the toolset has no approvals (WithApprovals)", in.CallID, in.Name, ErrDecision)
 	}
-	err = s.deferred.Decide(st.Request.RequestID, approval.Decision{Granted: d.Granted, Approvers: slices.Clone(d.Approvers), Reason: d.Reason})
+	if d.RequestID != st.Request.RequestID {
+		return false, fmt.Errorf("einoguard: call %s of tool %q waits for request %s: %w (it answers %q)",
+			in.CallID, in.Name, st.Request.RequestID, ErrWrongRequest, d.RequestID)
+	}
+	req, ok := s.pending(d.RequestID)
+	if !ok {
+		// The request expired or was forgotten (the process restarted):
+		// the guard asks again, and the run pauses with a new request.
+		return true, nil
+	}
+	if why := s.mismatch(ctx, in, st.Request, req); why != "" {
+		return false, fmt.Errorf("einoguard: call %s of tool %q, request %s: %w: %s", in.CallID, in.Name, req.ID, ErrWrongRequest, why)
+	}
+	err = s.deferred.Decide(req.ID, approval.Decision{Granted: d.Granted, Approvers: slices.Clone(d.Approvers), Reason: d.Reason})
 	switch {
 	case err == nil:
 	case errors.Is(err, approval.ErrNotPending):
-		// The request expired or was forgotten (the process restarted):
-		// the guard asks again, and the run pauses with a new request.
+		// Expired since: the guard asks again.
 	default:
-		return false, fmt.Errorf("einoguard: call %s of tool %q, request %s: %w: %w", in.CallID, in.Name, st.Request.RequestID, ErrDecision, err)
+		return false, fmt.Errorf("einoguard: call %s of tool %q, request %s: %w: %w", in.CallID, in.Name, req.ID, ErrDecision, err)
 	}
 	return true, nil
+}
+
+// mismatch says how req, the guard's copy of a pending request, is not
+// for the call in being resumed, whose checkpoint showed shown; "" when it
+// is for that very call.
+func (s *Toolset) mismatch(ctx context.Context, in *compose.ToolInput, shown *ApprovalRequest, req *agentguard.ApprovalRequest) string {
+	args, _, err := canonical.JSON([]byte(in.Arguments))
+	task, _ := agentguard.TaskFromContext(ctx)
+	switch {
+	case req.Tool != in.Name || req.Tool != shown.Tool:
+		return "the request is for another tool"
+	case req.CallID != in.CallID:
+		return "the request is for another call"
+	case err != nil || string(args) != string(req.Args) || shown.Args != string(req.Args):
+		return "the request is for other arguments"
+	case task == nil || task.ID() != req.TaskID:
+		return "the request is for another task: resume in the task that paused"
+	}
+	return ""
 }

@@ -78,7 +78,7 @@ func TestApprovalGrantedThroughInterruptAndResume(t *testing.T) {
 	}
 	audittest.ExpectCount(t, r.e.calls(), audittest.Want{CallID: "call-1", Decision: audit.Deny, Step: agentguard.StepApprove, Approval: agentguard.ApprovalPending}, 1)
 
-	out, err := r.invoke(einoguard.Resume(r.ctx, waiting[0].ID, einoguard.Decision{Granted: true, Approvers: []string{"alice"}, Reason: "checked"}))
+	out, err := r.invoke(einoguard.Resume(r.ctx, waiting[0].ID, einoguard.Decision{RequestID: req.RequestID, Granted: true, Approvers: []string{"alice"}, Reason: "checked"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestApprovalRefusedThroughInterruptAndResume(t *testing.T) {
 	r := newApprovalRun(t, approval.NewDeferred(), `{"order":"O-1","amount":40}`)
 	waiting := r.pause(t)
 
-	out, err := r.invoke(compose.ResumeWithData(r.ctx, waiting[0].ID, einoguard.Decision{Approvers: []string{"bob"}, Reason: "not this one"}))
+	out, err := r.invoke(compose.ResumeWithData(r.ctx, waiting[0].ID, einoguard.Decision{RequestID: waiting[0].Request.RequestID, Approvers: []string{"bob"}, Reason: "not this one"}))
 	if err != nil {
 		t.Fatalf("a refusal ended the run: %v", err)
 	}
@@ -142,7 +142,7 @@ func TestApprovalOfOneCallLeavesTheOtherPaused(t *testing.T) {
 		byCall[w.Request.CallID] = w
 	}
 
-	_, err := r.invoke(einoguard.Resume(r.ctx, byCall["call-1"].ID, einoguard.Decision{Granted: true, Approvers: []string{"alice"}}))
+	_, err := r.invoke(einoguard.Resume(r.ctx, byCall["call-1"].ID, einoguard.Decision{RequestID: byCall["call-1"].Request.RequestID, Granted: true, Approvers: []string{"alice"}}))
 	still := einoguard.Interrupts(err)
 	if len(still) != 1 || still[0].Request.CallID != "call-2" || still[0].Request.RequestID != byCall["call-2"].Request.RequestID {
 		t.Fatalf("after the first resume: %v (%v)", still, err)
@@ -153,7 +153,7 @@ func TestApprovalOfOneCallLeavesTheOtherPaused(t *testing.T) {
 	// call-2 went through the guard once so far: its pause.
 	audittest.ExpectCount(t, r.e.calls(), audittest.Want{CallID: "call-2"}, 1)
 
-	out, err := r.invoke(einoguard.Resume(r.ctx, still[0].ID, einoguard.Decision{Granted: true, Approvers: []string{"alice"}}))
+	out, err := r.invoke(einoguard.Resume(r.ctx, still[0].ID, einoguard.Decision{RequestID: still[0].Request.RequestID, Granted: true, Approvers: []string{"alice"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestResumeWithoutAnAcceptableDecision(t *testing.T) {
 	d := approval.NewDeferred(approval.WithDeferredQuorum("manager", 2))
 	r := newApprovalRun(t, d, `{"order":"O-1","amount":40}`)
 	waiting := r.pause(t)
-	id := waiting[0].ID
+	id, rid := waiting[0].ID, waiting[0].Request.RequestID
 
 	_, err := r.invoke(compose.Resume(r.ctx, id))
 	if !errors.Is(err, einoguard.ErrNoDecision) {
@@ -181,18 +181,18 @@ func TestResumeWithoutAnAcceptableDecision(t *testing.T) {
 	if !errors.Is(err, einoguard.ErrNoDecision) {
 		t.Fatalf("resume with a string: %v", err)
 	}
-	_, err = r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{Granted: true, Approvers: []string{"alice"}}))
+	_, err = r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{RequestID: rid, Granted: true, Approvers: []string{"alice"}}))
 	if !errors.Is(err, einoguard.ErrDecision) || !errors.Is(err, approval.ErrQuorum) {
 		t.Fatalf("resume short of the quorum: %v", err)
 	}
-	_, err = r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{Granted: true}))
+	_, err = r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{RequestID: rid, Granted: true}))
 	if !errors.Is(err, einoguard.ErrDecision) || !errors.Is(err, approval.ErrNoApprover) {
 		t.Fatalf("resume naming nobody: %v", err)
 	}
 	if n := r.shop.refund.runs.Load(); n != 0 {
 		t.Fatalf("refund ran %d times", n)
 	}
-	out, err := r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{Granted: true, Approvers: []string{"alice", "carol"}}))
+	out, err := r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{RequestID: rid, Granted: true, Approvers: []string{"alice", "carol"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,24 +206,86 @@ func TestResumeWithoutAnAcceptableDecision(t *testing.T) {
 	}
 }
 
-// A decision made for one task does not let the same call run in another:
-// the guard binds it to the task, so the resumed call pauses again.
-func TestDecisionIsBoundToTheTask(t *testing.T) {
-	r := newApprovalRun(t, approval.NewDeferred(), `{"order":"O-1","amount":40}`)
+// A decision must answer the request the human saw, for the very call
+// being resumed: one naming no request or another request, or resumed in
+// another task than the one that paused, is refused before it is
+// recorded, and the request stays pending for the proper answer.
+func TestDecisionIsBoundToTheRequestAndTask(t *testing.T) {
+	d := approval.NewDeferred()
+	r := newApprovalRun(t, d, `{"order":"O-1","amount":40}`)
 	waiting := r.pause(t)
+	id, rid := waiting[0].ID, waiting[0].Request.RequestID
 	other, task, err := r.e.Guard.StartTask(context.Background(), agentguard.TaskSpec{ID: "another-task"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer task.End(context.Background())
 
-	_, err = r.invoke(einoguard.Resume(other, waiting[0].ID, einoguard.Decision{Granted: true, Approvers: []string{"alice"}}))
-	again := einoguard.Interrupts(err)
-	if len(again) != 1 || again[0].Request.RequestID == waiting[0].Request.RequestID || again[0].Request.TaskID != "another-task" {
-		t.Fatalf("resumed in another task: %v (%v)", again, err)
+	for name, c := range map[string]struct {
+		ctx context.Context
+		rid string
+	}{
+		"no request":      {r.ctx, ""},
+		"another request": {r.ctx, "approval-made-up"},
+		"another task":    {other, rid},
+	} {
+		_, err = r.invoke(einoguard.Resume(c.ctx, id, einoguard.Decision{RequestID: c.rid, Granted: true, Approvers: []string{"alice"}}))
+		if !errors.Is(err, einoguard.ErrWrongRequest) {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 	if n := r.shop.refund.runs.Load(); n != 0 {
 		t.Fatalf("refund ran %d times", n)
+	}
+	if p := d.Pending(); len(p) != 1 || p[0].ID != rid {
+		t.Fatalf("pending %v, want the request still pending", p)
+	}
+	out, err := r.invoke(einoguard.Resume(r.ctx, id, einoguard.Decision{RequestID: rid, Granted: true, Approvers: []string{"alice"}}))
+	if err != nil || out.Content != "done" || r.shop.refund.runs.Load() != 1 {
+		t.Fatalf("the proper answer: %v, %d runs", err, r.shop.refund.runs.Load())
+	}
+}
+
+// A checkpoint whose stored request was changed (the store is the
+// application's) cannot route the human's grant to it: the guard's own
+// copy of the request must be for the call the checkpoint resumes.
+func TestTamperedCheckpointIsRefused(t *testing.T) {
+	d := approval.NewDeferred()
+	e := newEnv(t, shopRules(), agentguard.WithApprover(d))
+	s := newShop(t)
+	ts := newShopToolset(t, e, s, einoguard.WithApprovals(d))
+	m := newModel(callTools(
+		toolCall("call-1", "refund", `{"order":"O-1","amount":40}`),
+		toolCall("call-2", "refund", `{"order":"O-2","amount":90}`),
+	), answer("done"))
+	store := &memStore{}
+	agent := newAgentWithStore(t, m, ts.NodeConfig(), store)
+	ctx := e.task(t)
+	in := []*schema.Message{schema.UserMessage("refund")}
+	cp := compose.WithCheckPointID("run-1")
+	_, err := agent.Invoke(ctx, in, cp)
+	waiting := einoguard.Interrupts(err)
+	if len(waiting) != 2 {
+		t.Fatalf("%d interrupts", len(waiting))
+	}
+	byCall := map[string]einoguard.Interrupt{}
+	for _, w := range waiting {
+		byCall[w.Request.CallID] = w
+	}
+	// The checkpoint now says call-1 waits for call-2's request, which
+	// the human is shown and grants.
+	one, two := byCall["call-1"].Request.RequestID, byCall["call-2"].Request.RequestID
+	store.replace(t, "run-1", one, two)
+	_, err = agent.Invoke(einoguard.Resume(ctx, byCall["call-1"].ID,
+		einoguard.Decision{RequestID: two, Granted: true, Approvers: []string{"alice"}}), in, cp)
+	if !errors.Is(err, einoguard.ErrWrongRequest) {
+		t.Fatalf("resume of the tampered checkpoint: %v", err)
+	}
+	if n := s.refund.runs.Load(); n != 0 {
+		t.Fatalf("refund ran %d times", n)
+	}
+	if len(d.Pending()) != 2 {
+		t.Fatalf("%d requests pending, want both", len(d.Pending()))
 	}
 }
 
@@ -277,7 +339,7 @@ func TestApprovalOfAStreamingToolInStreamMode(t *testing.T) {
 	if c.runs.Load() != 0 {
 		t.Fatal("the tool ran before approval")
 	}
-	sr, err := agent.Stream(einoguard.Resume(ctx, waiting[0].ID, einoguard.Decision{Granted: true, Approvers: []string{"alice"}}), in, id)
+	sr, err := agent.Stream(einoguard.Resume(ctx, waiting[0].ID, einoguard.Decision{RequestID: waiting[0].Request.RequestID, Granted: true, Approvers: []string{"alice"}}), in, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,5 +404,23 @@ func TestToolsOwnInterruptPassesThrough(t *testing.T) {
 	audittest.ExpectCount(t, e.calls(), audittest.Want{CallID: "call-1", Decision: audit.Allow, Outcome: audit.OutcomeOK}, 1)
 	if c.runs.Load() != 2 {
 		t.Fatalf("the tool ran %d times", c.runs.Load())
+	}
+}
+
+// A toolset whose Deferred is not the guard's approver could never record
+// a decision: the run ends with an error saying so, rather than pausing
+// again on every resume.
+func TestApprovalsWithAnotherDeferredFail(t *testing.T) {
+	guards := approval.NewDeferred()
+	e := newEnv(t, shopRules(), agentguard.WithApprover(guards))
+	s := newShop(t)
+	ts := newShopToolset(t, e, s, einoguard.WithApprovals(approval.NewDeferred()))
+	m := newModel(callTools(toolCall("call-1", "refund", `{"order":"O-1","amount":40}`)), answer("done"))
+	_, err := newAgent(t, m, ts.NodeConfig()).Invoke(e.task(t), []*schema.Message{schema.UserMessage("refund O-1")}, compose.WithCheckPointID("run-1"))
+	if !errors.Is(err, einoguard.ErrNotGuardsApprover) || len(einoguard.Interrupts(err)) != 0 {
+		t.Fatalf("err = %v", err)
+	}
+	if s.refund.runs.Load() != 0 {
+		t.Fatal("the refund ran")
 	}
 }

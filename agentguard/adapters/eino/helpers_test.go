@@ -1,6 +1,7 @@
 package einoguard_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -165,10 +166,30 @@ func (s *memStore) Set(_ context.Context, id string, b []byte) error {
 	return nil
 }
 
+// replace replaces old by new in the checkpoint id, as whoever can write
+// to the application's checkpoint store could; old and new have the same
+// length, so that the encoding stays whole.
+func (s *memStore) replace(t *testing.T, id, old, new string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.m[id]
+	if !ok || len(old) != len(new) || !bytes.Contains(b, []byte(old)) {
+		t.Fatalf("checkpoint %s: cannot replace %q", id, old)
+	}
+	s.m[id] = bytes.ReplaceAll(b, []byte(old), []byte(new))
+}
+
 // newAgent compiles a ReAct-style graph: the chat model, and a ToolsNode
 // built from conf, looping until the model answers without calling a tool.
 // It checkpoints to an in-memory store, so that interrupts can be resumed.
 func newAgent(t *testing.T, m model.ToolCallingChatModel, conf *compose.ToolsNodeConfig) compose.Runnable[[]*schema.Message, *schema.Message] {
+	t.Helper()
+	return newAgentWithStore(t, m, conf, &memStore{})
+}
+
+// newAgentWithStore is newAgent checkpointing to store.
+func newAgentWithStore(t *testing.T, m model.ToolCallingChatModel, conf *compose.ToolsNodeConfig, store *memStore) compose.Runnable[[]*schema.Message, *schema.Message] {
 	t.Helper()
 	ctx := context.Background()
 	node, err := compose.NewToolNode(ctx, conf)
@@ -203,7 +224,7 @@ func newAgent(t *testing.T, m model.ToolCallingChatModel, conf *compose.ToolsNod
 		return compose.END, nil
 	}, map[string]bool{"tools": true, compose.END: true})))
 	must(g.AddEdge("tools", "model"))
-	r, err := g.Compile(ctx, compose.WithCheckPointStore(&memStore{}), compose.WithMaxRunSteps(20), compose.WithGraphName("agent"))
+	r, err := g.Compile(ctx, compose.WithCheckPointStore(store), compose.WithMaxRunSteps(20), compose.WithGraphName("agent"))
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}

@@ -20,13 +20,19 @@ import (
 // a ReAct agent's ToolsConfig.
 //
 // A call the guard allows runs with the guard's context: its span, its task
-// and the credentials the tool declared (credentials.FromContext). A call
-// it denies never reaches the tool: the model gets agentguard.Explain's
+// and the credentials the tool declared (credentials.FromContext), and with
+// the canonical arguments policy saw; the values of those credentials are
+// removed from its output, should it echo them. A call it denies never
+// reaches the tool: the model gets agentguard.Explain's
 // text as the tool's result, and the run goes on. A call naming a tool that
 // is not in the toolset is denied the same way. A call whose approval waits
 // for a human pauses the run with an eino interrupt (WithApprovals). A tool
 // that fails ends the run, as in eino without the guard, with an
 // *agentguard.ToolError whose message holds no credential value.
+//
+// eino runs a ToolsNode's middlewares in order, the first outermost: a
+// middleware after this one runs between the guard and the tool, and may
+// change the arguments the guard authorized. Put it last.
 func (s *Toolset) Middleware() compose.ToolMiddleware {
 	return compose.ToolMiddleware{
 		Invokable: func(next compose.InvokableToolEndpoint) compose.InvokableToolEndpoint {
@@ -107,12 +113,13 @@ func (s *Toolset) Middleware() compose.ToolMiddleware {
 // UnknownToolsHandler answers a call naming a tool the ToolsNode does not
 // hold (eino runs it without the middleware): the call is denied by the
 // guard (agentguard.ErrUnknownTool), audited, and the model gets the
-// explanation. NodeConfig sets it.
+// explanation. This holds for a tool of the toolset too, if the ToolsNode
+// was built without it: the model named a tool this node does not offer.
+// NodeConfig sets it.
 func (s *Toolset) UnknownToolsHandler(ctx context.Context, name, input string) (string, error) {
-	_, err := s.reg.Call(ctx, agentguard.Call{ID: compose.GetToolCallID(ctx), Name: name, Args: json.RawMessage(input)})
+	_, err := s.unlisted.Call(ctx, agentguard.Call{ID: compose.GetToolCallID(ctx), Name: name, Args: json.RawMessage(input)})
 	if err == nil {
-		// Only a tool of the toolset left out of the ToolsNode gets
-		// this far, and runEndpoint fails it: never a result.
+		// The registry is empty: a call through it cannot succeed.
 		err = errNotInNode
 	}
 	return agentguard.Explain(err), nil
@@ -130,19 +137,35 @@ type runKey struct{}
 // policy saw.
 type runFunc func(ctx context.Context, args string) (any, error)
 
-// runEndpoint is the Handler of every registered tool: it runs the eino
-// endpoint the middleware put in ctx, so that the tool runs inside the
-// guard's pipeline.
-func runEndpoint(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
-	run, ok := ctx.Value(runKey{}).(runFunc)
-	if !ok {
-		return nil, errNotInNode
+// boundRun is a runFunc with the name of the tool it runs.
+type boundRun struct {
+	name string
+	run  runFunc
+}
+
+// runEndpointFor returns the Handler of the registered tool of that name:
+// it runs the eino endpoint the middleware put in ctx, so that the tool
+// runs inside the guard's pipeline, and removes from its output the values
+// of the credentials the tool declared (creds), should it echo them. It
+// runs the endpoint only if the middleware put it there for this very
+// tool: a context inherited by a tool that runs another ToolsNode (a
+// sub-agent) still holds the outer call's endpoint, which must never run
+// under another tool's authorization and credentials.
+func runEndpointFor(name string, creds []string) func(context.Context, json.RawMessage) (*agentguard.Result, error) {
+	return func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
+		b, ok := ctx.Value(runKey{}).(boundRun)
+		if !ok || b.name != name {
+			return nil, errNotInNode
+		}
+		out, err := b.run(ctx, string(args))
+		if err != nil {
+			return nil, err
+		}
+		if out, err = scrubOutput(out, callCredentials(ctx, creds)); err != nil {
+			return nil, fmt.Errorf("einoguard: tool %q: %w", name, err)
+		}
+		return &agentguard.Result{Output: out}, nil
 	}
-	out, err := run(ctx, string(args))
-	if err != nil {
-		return nil, err
-	}
-	return &agentguard.Result{Output: out}, nil
 }
 
 // invoke runs one call of an invokable tool through the guard. It returns
@@ -159,7 +182,7 @@ func invoke[T any](s *Toolset, ctx context.Context, in *compose.ToolInput,
 		c.Arguments = args
 		return next(ctx, &c)
 	})
-	res, err := s.reg.Call(context.WithValue(ctx, runKey{}, run),
+	res, err := s.reg.Call(context.WithValue(ctx, runKey{}, boundRun{name: in.Name, run: run}),
 		agentguard.Call{ID: in.CallID, Name: in.Name, Args: json.RawMessage(in.Arguments)})
 	if err != nil {
 		text, err := s.refused(ctx, in, err)

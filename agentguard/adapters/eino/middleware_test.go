@@ -2,9 +2,11 @@ package einoguard_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cloudwego/eino/components/tool"
@@ -20,6 +22,7 @@ import (
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/credentials"
+	"github.com/agentguard/go-sdk/policy/policytest"
 )
 
 func newShopToolset(t *testing.T, e *env, s *shop, opts ...einoguard.Option) *einoguard.Toolset {
@@ -146,22 +149,6 @@ func TestListingIsFilteredByPolicy(t *testing.T) {
 		t.Fatalf("listed %v and %v, want %v (close_account is never allowed)", names, toolNames, want)
 	}
 
-	// What the model is bound to is the filtered list.
-	m := newModel(answer("hello"))
-	bound, err := m.WithTools(infos)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := newAgent(t, bound, ts.NodeConfig()).Invoke(ctx, []*schema.Message{schema.UserMessage("hi")}); err != nil {
-		t.Fatal(err)
-	}
-	var bn []string
-	for _, i := range m.tools {
-		bn = append(bn, i.Name)
-	}
-	if !slices.Equal(bn, want) {
-		t.Fatalf("the model was given %v", bn)
-	}
 	// The list is the listing's copy: changing it changes nothing.
 	infos[0].Desc = "changed"
 	again, _ := ts.ToolInfos(ctx)
@@ -382,13 +369,16 @@ func TestReActAgent(t *testing.T) {
 	if got := m.toolResult(t, "call-1"); got != "order O-1: shipped" {
 		t.Fatalf("the model got %q", got)
 	}
-	if got := m.toolResult(t, "call-2"); !strings.Contains(got, "accounts are closed by people") {
+	// close_account is not in the agent's ToolsNode: eino hands the call
+	// to the UnknownToolsHandler, which denies it as a call of a tool the
+	// node does not offer.
+	if got := m.toolResult(t, "call-2"); !strings.Contains(got, `"close_account"`) || !strings.Contains(got, "denied") {
 		t.Fatalf("the model got %q", got)
 	}
 	if s.lookup.runs.Load() != 1 || s.close.runs.Load() != 0 {
 		t.Fatalf("runs: lookup %d, close %d", s.lookup.runs.Load(), s.close.runs.Load())
 	}
-	audittest.ExpectCount(t, e.calls(), audittest.Want{CallID: "call-2", Decision: audit.Deny, Step: agentguard.StepAuthorize}, 1)
+	audittest.ExpectCount(t, e.calls(), audittest.Want{CallID: "call-2", Decision: audit.Deny, Step: agentguard.StepLookup}, 1)
 	if n := len(e.calls()); n != 2 {
 		t.Fatalf("%d tool-call records, want 2", n)
 	}
@@ -414,4 +404,70 @@ func TestDescribe(t *testing.T) {
 	if _, err := einoguard.Describe(context.Background(), "shop", s.tools, einoguard.WithSpec("nothing", einoguard.Spec{})); !errors.Is(err, einoguard.ErrInvalidToolset) {
 		t.Fatalf("a spec of nothing: %v", err)
 	}
+}
+
+// A tool of the toolset that runs a sub-agent: its own ToolsNode, built
+// from the toolset but holding only some of its tools, in the context of
+// the outer call. A call of a tool that node does not hold is denied as
+// such; and a call of another tool through the toolset's registry, in that
+// context, never runs the outer tool under the other tool's authorization
+// and credentials.
+func TestSubAgentCannotRunTheOuterToolAsAnother(t *testing.T) {
+	e := newEnv(t, policytest.AllowAll())
+	var outerRuns, secretRuns atomic.Int32
+	var ts *einoguard.Toolset
+	var outer tool.BaseTool
+	var inner string
+	var direct error
+	outer, err := utils.InferTool("research", "Runs a sub-agent.", func(ctx context.Context, a orderArgs) (string, error) {
+		if outerRuns.Add(1) > 1 {
+			return "research ran again, with " + a.Order, nil
+		}
+		conf := ts.NodeConfig()
+		conf.Tools = conf.Tools[:1] // research alone: no "secret"
+		node, err := compose.NewToolNode(ctx, conf)
+		if err != nil {
+			return "", err
+		}
+		out, err := node.Invoke(ctx, &schema.Message{Role: schema.Assistant, ToolCalls: []schema.ToolCall{toolCall("inner-1", "secret", `{"order":"X"}`)}})
+		if err != nil {
+			return "", err
+		}
+		inner = out[0].Content
+		_, direct = ts.Registry().Call(ctx, agentguard.Call{ID: "inner-2", Name: "secret", Args: json.RawMessage(`{"order":"Y"}`)})
+		return "done", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := utils.InferTool("secret", "Reads a secret.", func(context.Context, orderArgs) (string, error) {
+		secretRuns.Add(1)
+		return "the secret", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err = einoguard.New(context.Background(), e.Guard, "shop", []tool.BaseTool{outer, secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := e.task(t)
+	node, err := compose.NewToolNode(ctx, ts.NodeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Invoke(ctx, &schema.Message{Role: schema.Assistant, ToolCalls: []schema.ToolCall{toolCall("outer-1", "research", `{"order":"O-1"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if outerRuns.Load() != 1 || secretRuns.Load() != 0 {
+		t.Fatalf("research ran %d times, secret %d times; want 1 and 0", outerRuns.Load(), secretRuns.Load())
+	}
+	if !strings.Contains(inner, `"secret"`) || !strings.Contains(inner, "denied") {
+		t.Fatalf("the sub-agent's model got %q", inner)
+	}
+	audittest.ExpectCount(t, e.calls(), audittest.Want{CallID: "inner-1", Tool: "secret", Decision: audit.Deny, Step: agentguard.StepLookup}, 1)
+	if direct == nil {
+		t.Fatal("the direct call of secret succeeded")
+	}
+	audittest.ExpectNone(t, e.calls(), audittest.Want{CallID: "inner-2", Outcome: audit.OutcomeOK})
 }

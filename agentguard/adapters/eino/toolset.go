@@ -22,14 +22,20 @@ import (
 // the model only the tools policy lets the agent call. It is safe for
 // concurrent use.
 type Toolset struct {
-	g        *agentguard.Guard
-	reg      *agentguard.Registry
+	g   *agentguard.Guard
+	reg *agentguard.Registry
+	// unlisted is always empty: a call through it is denied, and audited,
+	// as a call of a tool nobody registered (agentguard.ErrUnknownTool).
+	unlisted *agentguard.Registry
 	name     string
 	deferred *approval.Deferred
+	live     bool
 
-	tools []tool.BaseTool
-	infos []*schema.ToolInfo
-	// index maps a tool's name to its position in tools and infos.
+	// pinned are the tools as given to eino: each one runs as the tool
+	// does but describes itself with the definition the guard pinned.
+	pinned []tool.BaseTool
+	pins   []*pin
+	// index maps a tool's name to its position in pinned and pins.
 	index map[string]int
 }
 
@@ -52,6 +58,7 @@ type Option func(*config)
 type config struct {
 	specs    map[string]Spec
 	deferred *approval.Deferred
+	live     bool
 }
 
 // WithSpec gives the tool of that name the attributes and credentials in s.
@@ -67,6 +74,19 @@ func WithSpec(name string, s Spec) Option {
 // denial is, and the run goes on.
 func WithApprovals(d *approval.Deferred) Option {
 	return func(c *config) { c.deferred = d }
+}
+
+// WithLiveStreams passes a streaming tool's chunks on as the tool sends
+// them, rather than holding them back until the call is recorded (the
+// default). The reader then sees the stream as it comes, at a price: the
+// chunks reach eino's callbacks and the graph's stream before the audit
+// record is written, so in strict audit mode a record that cannot be
+// written no longer withholds them (the stream then ends with the
+// explanation as its last chunk), and a credential value the tool echoes
+// is removed only where a chunk holds it whole, not where it is split
+// across chunks.
+func WithLiveStreams() Option {
+	return func(c *config) { c.live = true }
 }
 
 // New describes tools to g as the toolset of that name (policy's
@@ -89,8 +109,11 @@ func New(ctx context.Context, g *agentguard.Guard, toolset string, tools []tool.
 		return nil, err
 	}
 	s := &Toolset{
-		g: g, reg: g.NewRegistry(toolset), name: toolset, deferred: c.deferred,
-		tools: d.tools, infos: d.infos, index: d.index,
+		g: g, reg: g.NewRegistry(toolset), unlisted: g.NewRegistry(toolset), name: toolset,
+		deferred: c.deferred, live: c.live, pins: d.pins, index: d.index,
+	}
+	for i, bt := range d.tools {
+		s.pinned = append(s.pinned, pinTool(bt, d.pins[i]))
 	}
 	if err := s.reg.Register(d.guarded...); err != nil {
 		return nil, fmt.Errorf("einoguard: %w", err)
@@ -121,7 +144,7 @@ func Describe(ctx context.Context, toolset string, tools []tool.BaseTool, opts .
 // described is what describeAll found.
 type described struct {
 	tools   []tool.BaseTool
-	infos   []*schema.ToolInfo
+	pins    []*pin
 	index   map[string]int
 	guarded []*agentguard.Tool
 }
@@ -146,13 +169,13 @@ func describeAll(ctx context.Context, toolset string, tools []tool.BaseTool, spe
 		if _, dup := d.index[info.Name]; dup {
 			return nil, fmt.Errorf("einoguard: %w: tool %q is repeated", ErrInvalidToolset, info.Name)
 		}
-		t, err := describe(info, toolset, specs[info.Name])
+		t, p, err := describe(info, toolset, specs[info.Name])
 		if err != nil {
 			return nil, err
 		}
 		d.index[info.Name] = i
 		d.tools = append(d.tools, bt)
-		d.infos = append(d.infos, info)
+		d.pins = append(d.pins, p)
 		d.guarded = append(d.guarded, t)
 	}
 	for name := range specs {
@@ -172,19 +195,29 @@ func runnable(bt tool.BaseTool) bool {
 	return false
 }
 
-// describe builds the guard's description of the tool info describes.
-func describe(info *schema.ToolInfo, toolset string, spec Spec) (*agentguard.Tool, error) {
+// describe builds the guard's description of the tool info describes, and
+// the pin of the definition the model is to be shown: the same name,
+// description and parameters.
+func describe(info *schema.ToolInfo, toolset string, spec Spec) (*agentguard.Tool, *pin, error) {
 	var in json.RawMessage
 	if info.ParamsOneOf != nil {
 		js, err := info.ParamsOneOf.ToJSONSchema()
 		if err != nil {
-			return nil, fmt.Errorf("einoguard: tool %q: parameters: %w", info.Name, err)
+			return nil, nil, fmt.Errorf("einoguard: tool %q: parameters: %w", info.Name, err)
 		}
 		if js != nil {
 			if in, err = json.Marshal(js); err != nil {
-				return nil, fmt.Errorf("einoguard: tool %q: parameters: %w", info.Name, err)
+				return nil, nil, fmt.Errorf("einoguard: tool %q: parameters: %w", info.Name, err)
 			}
 		}
+	}
+	p := newPin(info, in)
+	if _, err := p.info(); err != nil {
+		return nil, nil, fmt.Errorf("einoguard: tool %q: parameters: %w", info.Name, err)
+	}
+	creds := make([]string, len(spec.Credentials))
+	for i, r := range spec.Credentials {
+		creds[i] = r.Name
 	}
 	return &agentguard.Tool{
 		Name:         info.Name,
@@ -197,8 +230,8 @@ func describe(info *schema.ToolInfo, toolset string, spec Spec) (*agentguard.Too
 		Toolset:      toolset,
 		Credentials:  slices.Clone(spec.Credentials),
 		Audit:        spec.Audit,
-		Handler:      runEndpoint,
-	}, nil
+		Handler:      runEndpointFor(info.Name, creds),
+	}, p, nil
 }
 
 // Name returns the toolset's name.
@@ -210,13 +243,17 @@ func (s *Toolset) Registry() *agentguard.Registry { return s.reg }
 
 // NodeConfig returns the configuration of a ToolsNode that runs the
 // toolset's tools, every call through the guard: all the tools (policy
-// decides on each call), the toolset's Middleware, and its
-// UnknownToolsHandler, so that a call naming no tool is denied and
+// decides on each call), each describing itself with the definition the
+// guard pinned rather than its live Info, the toolset's Middleware, and
+// its UnknownToolsHandler, so that a call naming no tool is denied and
 // answered rather than failing the run. Set its other fields as needed
-// before compose.NewToolNode; keep the middleware and the handler.
+// before compose.NewToolNode; keep the middleware and the handler, and
+// put any other ToolCallMiddlewares before the toolset's: eino runs them
+// in order, so one after it runs between the guard and the tool, and may
+// change the arguments the guard authorized.
 func (s *Toolset) NodeConfig() *compose.ToolsNodeConfig {
 	return &compose.ToolsNodeConfig{
-		Tools:               slices.Clone(s.tools),
+		Tools:               slices.Clone(s.pinned),
 		ToolCallMiddlewares: []compose.ToolMiddleware{s.Middleware()},
 		UnknownToolsHandler: s.UnknownToolsHandler,
 	}

@@ -1,7 +1,7 @@
 package genkitguard
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
+	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // Metadata keys the middleware uses on genkit parts.
@@ -20,9 +21,6 @@ const (
 	// kind, reason and policies. Read it with Middleware.Pending, which
 	// checks it against the guard's approver.
 	InterruptKey = "agentguardApproval"
-	// DecisionKey is the key, in the resumed metadata of a restarted tool
-	// request, of the human's decision that Middleware.Restart puts there.
-	DecisionKey = "agentguardDecision"
 	// MetadataKey is the key, in the metadata of the tool response that
 	// replaces the result of a refused call, of {"denied": true, "step":
 	// "<the step that refused>"}.
@@ -41,14 +39,6 @@ type pendingValue struct {
 	Kind     string          `json:"kind,omitempty"`
 	Reason   string          `json:"reason,omitempty"`
 	Policies []string        `json:"policies,omitempty"`
-}
-
-// decisionValue is what DecisionKey holds.
-type decisionValue struct {
-	Request   string   `json:"request"`
-	Granted   bool     `json:"granted"`
-	Approvers []string `json:"approvers"`
-	Reason    string   `json:"reason,omitempty"`
 }
 
 // interruptValue is the interrupt metadata of a call waiting for req,
@@ -125,58 +115,82 @@ func (m *Middleware) Pending(p *ai.Part) (*agentguard.ApprovalRequest, bool) {
 	return nil, false
 }
 
-// Restart returns the part to resume the generation with
-// (ai.WithToolRestarts): p, a tool request waiting for approval (see
-// Pending), restarted with the human's decision in its resumed metadata
-// (DecisionKey). When genkit runs it, the middleware records the decision
-// in its Deferred (Deferred.Decide), and the guard asks again: a grant
-// lets the call run, once; a refusal denies it, and the model reads why.
-// The approvers' names must come from the application (who signed in),
-// never from the model. Resume with the context of the same task
-// (agentguard.Guard.StartTask) as the interrupted generation: the
-// decision binds to the exact call, task included.
+// holds reports whether the middleware's Deferred holds the pending
+// request id.
+func (m *Middleware) holds(id string) bool {
+	for _, r := range m.deferred.Pending() {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Restart records the human's decision d on p, a tool request waiting for
+// approval (see Pending), and returns the part to resume the generation
+// with (ai.WithToolRestarts). The decision is kept by the middleware's
+// Deferred (Deferred.Decide), never in the part: a restart part is plain
+// genkit data that whoever holds the interrupted response can write, so
+// it carries no decision, and a part that claims one is ignored. When
+// genkit runs the restarted request, the guard asks again and the
+// Deferred answers with the decision: a grant lets the call run, once; a
+// refusal denies it, and the model reads why.
 //
-// It returns an error wrapping ErrNotPending unless Pending(p) holds,
-// and approval.ErrNoApprover when d names no approver.
+// The restarted request runs with the arguments the human was shown (the
+// guard's copy of the request), and Restart refuses p if its own input
+// differs from them (ErrArgumentsChanged). The approvers' names must come
+// from the application (who signed in), never from the model. Resume with
+// the context of the same task (agentguard.Guard.StartTask) as the
+// interrupted generation, soon (the decision lapses after the Deferred's
+// decision TTL): the decision binds to the exact call, task included.
+//
+// It returns an error wrapping ErrNoDeferred without WithApprovals,
+// ErrNotPending unless Pending(p) holds, ErrArgumentsChanged, or the
+// error of Deferred.Decide (approval.ErrNoApprover, approval.ErrQuorum,
+// ...), after which nothing is recorded.
 func (m *Middleware) Restart(p *ai.Part, d approval.Decision) (*ai.Part, error) {
+	if m.deferred == nil {
+		return nil, ErrNoDeferred
+	}
 	req, ok := m.Pending(p)
 	if !ok {
 		return nil, ErrNotPending
 	}
-	if len(d.Approvers) == 0 {
-		return nil, fmt.Errorf("genkitguard: request %s: %w", req.ID, approval.ErrNoApprover)
+	args, _, err := canonical.JSON(arguments(p.ToolRequest.Input))
+	if err != nil || !bytes.Equal(args, req.Args) {
+		return nil, fmt.Errorf("%w: request %s for tool %q", ErrArgumentsChanged, req.ID, req.Tool)
+	}
+	input, err := plainJSON(req.Args)
+	if err != nil {
+		return nil, fmt.Errorf("genkitguard: request %s: arguments: %w", req.ID, err)
+	}
+	if err := m.deferred.Decide(req.ID, d); err != nil {
+		return nil, fmt.Errorf("genkitguard: request %s: %w", req.ID, err)
 	}
 	meta := maps.Clone(p.Metadata)
 	delete(meta, "interrupt")
-	// As ai.Tool.Restart does: genkit hands "resumed" to the restarted
-	// call's context, where the middleware finds the decision.
-	meta["resumed"] = map[string]any{DecisionKey: toMap(decisionValue{
-		Request: req.ID, Granted: d.Granted, Approvers: d.Approvers, Reason: d.Reason,
-	})}
+	delete(meta, "resumed")
+	delete(meta, "replacedInput")
+	// As ai.Tool.Restart does: genkit runs a tool request marked resumed
+	// as a restart.
+	meta["resumed"] = true
 	part := ai.NewToolRequestPart(&ai.ToolRequest{
 		Name:  p.ToolRequest.Name,
 		Ref:   p.ToolRequest.Ref,
-		Input: p.ToolRequest.Input,
+		Input: input,
 	})
 	part.Metadata = meta
 	return part, nil
 }
 
-// recordDecision records the decision a restarted call carries, if any,
-// in the middleware's Deferred. Its error says why a decision carried was
-// not recorded; the call then goes to the guard all the same, which keeps
-// it pending unless a decision was recorded otherwise.
-func (m *Middleware) recordDecision(ctx context.Context) error {
-	raw, ok := ai.ResumedValue[any](ctx, DecisionKey)
-	if !ok {
-		return nil
+// plainJSON decodes the canonical JSON arguments b into plain JSON values,
+// numbers kept as written, so that they encode to the same arguments.
+func plainJSON(b json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
 	}
-	var v decisionValue
-	if err := fromJSON(raw, &v); err != nil || v.Request == "" {
-		return ErrBadDecision
-	}
-	if m.deferred == nil {
-		return ErrNoDeferred
-	}
-	return m.deferred.Decide(v.Request, approval.Decision{Granted: v.Granted, Approvers: v.Approvers, Reason: v.Reason})
+	return v, nil
 }

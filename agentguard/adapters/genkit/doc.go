@@ -72,6 +72,10 @@
 // {"denied": true, "step": "<step>"}}. A tool that runs and fails ends
 // the generation with genkit's error, as without the guard, wrapping an
 // *agentguard.ToolError whose message has the credentials' values removed.
+// A tool's response has the values of the credentials it declared removed
+// too (its output, content parts and metadata, through their JSON form),
+// should it echo them; a response that does not encode as JSON cannot be
+// checked, and fails the call.
 //
 // # Approvals
 //
@@ -94,13 +98,22 @@
 //	resp, err = mw.Generate(taskCtx, g, ai.WithModel(m), ai.WithTools(tools...),
 //		ai.WithMessages(resp.History()...), ai.WithToolRestarts(restarts...))
 //
-// On the restart the middleware records the decision in the Deferred and
-// the guard asks again: a grant runs the call once; a refusal is a denial
-// the model reads. The decision binds to the exact call (tool, arguments,
-// task, agent), so resume with the context of the same task. A restart
-// whose call still waits (no decision, or one that could not be recorded)
-// fails the generation with ErrStillPending, since genkit cannot interrupt
-// a restarted request again.
+// Restart records the decision in the Deferred, on the server: the restart
+// part carries none, since parts are plain data that whoever holds the
+// interrupted response (a client of a flow, say) can write, and a part
+// that claims a decision is ignored. Restart checks that the part is a
+// request the Deferred holds for that tool and call, with the arguments
+// the human was shown (else ErrArgumentsChanged), and the restarted
+// request runs with those arguments. On the restart the guard asks again
+// and the Deferred answers with the decision: a grant runs the call once;
+// a refusal is a denial the model reads. The decision binds to the exact
+// call (tool, arguments, task, agent), so resume soon (it lapses after the
+// Deferred's decision TTL), with the context of the same task. A restart
+// whose call still waits (no decision recorded, or one used or lapsed, or
+// a part changed after Restart) fails the generation with ErrStillPending,
+// since genkit cannot interrupt a restarted request again. The Deferred
+// must be the guard's approver: if it is not, the generation fails with
+// ErrNotGuardsApprover at the first call that needs approval.
 //
 // Each guarded attempt of a call (the interrupted one, the restarted one)
 // has its own span and audit record, under the same call ID.

@@ -85,9 +85,10 @@ func Describe(tools ...*agentguard.Tool) Option {
 }
 
 // WithApprovals makes calls that wait for a human's approval pause the
-// generation with genkit's tool interrupts, and records the human's
-// decision when the application restarts the tool request (Restart).
-// d must be the guard's approver too (agentguard.WithApprover(d)).
+// generation with genkit's tool interrupts, and lets Restart record the
+// human's decision in d. d must be the guard's approver too
+// (agentguard.WithApprover(d)); if it is not, a call that needs approval
+// fails the generation (ErrNotGuardsApprover).
 //
 // Without it, a call the guard denies because its approval is pending
 // (agentguard.ErrApprovalPending) still interrupts the generation, and
@@ -144,15 +145,7 @@ func (m *Middleware) wrapTool(ctx context.Context, params *ai.ToolParams, next a
 	t := m.describe(params.Tool)
 	call := agentguard.Call{ID: params.Request.Ref, Name: params.Request.Name, Args: arguments(params.Request.Input)}
 
-	// A restarted tool request may carry the human's decision: record it,
-	// so that the guard's approver answers the call's new request with it.
-	restarted := ai.IsToolResumed(ctx)
-	var decideErr error
-	if restarted {
-		decideErr = m.recordDecision(ctx)
-	}
-
-	exec := func(ctx context.Context, _ *agentguard.Tool, c agentguard.Call) (*agentguard.Result, error) {
+	exec := func(ctx context.Context, t *agentguard.Tool, c agentguard.Call) (*agentguard.Result, error) {
 		p := *params
 		req := *params.Request
 		// The tool runs with the canonical arguments the guard authorized.
@@ -161,6 +154,10 @@ func (m *Middleware) wrapTool(ctx context.Context, params *ai.ToolParams, next a
 		resp, err := next(ctx, &p)
 		if err != nil {
 			return nil, err
+		}
+		// Should the tool echo a credential, the model never reads it.
+		if resp, err = scrubResponse(resp, callCredentials(ctx, t)); err != nil {
+			return nil, fmt.Errorf("genkitguard: tool %q: %w", t.Name, err)
 		}
 		return &agentguard.Result{Output: resp}, nil
 	}
@@ -174,13 +171,14 @@ func (m *Middleware) wrapTool(ctx context.Context, params *ai.ToolParams, next a
 	}
 
 	if req, ok := approval.PendingRequest(err); ok {
-		if restarted {
+		if ai.IsToolResumed(ctx) {
 			// genkit cannot interrupt a restarted request again: it fails
 			// the generation, so say why.
-			if decideErr != nil {
-				return nil, fmt.Errorf("%w: request %s for tool %q: %w", ErrStillPending, req.ID, req.Tool, decideErr)
-			}
-			return nil, fmt.Errorf("%w: request %s for tool %q: no decision recorded", ErrStillPending, req.ID, req.Tool)
+			return nil, fmt.Errorf("%w: request %s for tool %q: no decision recorded for this call (Middleware.Restart records it)",
+				ErrStillPending, req.ID, req.Tool)
+		}
+		if m.deferred != nil && !m.holds(req.ID) {
+			return nil, fmt.Errorf("genkitguard: tool %q, request %s: %w", req.Tool, req.ID, ErrNotGuardsApprover)
 		}
 		return nil, ai.NewToolInterruptError(map[string]any{InterruptKey: interruptValue(req)})
 	}

@@ -3,6 +3,7 @@ package langchainguard
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/tmc/langchaingo/agents"
 	"github.com/tmc/langchaingo/tools"
@@ -14,7 +15,8 @@ import (
 // tools: the executor runs the tools the agent's GetTools returns, and an
 // agent may hold a tool the toolset was not given (appended to its Tools
 // field, or passed to its constructor unwrapped). Agent leaves the tools of
-// any Toolset as they are and replaces every other tool by one that never
+// any Toolset of the same guard as they are and replaces every other tool
+// (an unwrapped one, or one guarded by another Guard) by one that never
 // runs it: each call is denied, audited and traced as a call of a tool
 // not registered in this toolset (agentguard.ErrUnknownTool), and the
 // model gets the denial as its observation. Give the executor the agent
@@ -23,7 +25,12 @@ import (
 //	executor := agents.NewExecutor(set.Agent(agent), agents.WithCallbacksHandler(set.Callbacks()))
 //
 // The tools the model is told about are still the agent's own (its
-// prompt or function list); only their dispatch changes.
+// prompt or function list, such as Allowed's); only their dispatch
+// changes. The executor can also dispatch the toolset's other tools, those
+// the agent was not given (that Allowed left out): a model that calls one
+// anyway gets the guard's decision, audited like any other call, rather
+// than the executor's "not a valid tool", so that an agent probing tools
+// it was not shown is in the audit log.
 func (s *Toolset) Agent(a agents.Agent) agents.Agent {
 	return &guardedAgent{Agent: a, set: s}
 }
@@ -36,17 +43,25 @@ type guardedAgent struct {
 
 var _ agents.Agent = (*guardedAgent)(nil)
 
-// GetTools returns the agent's tools, those not guarded by a Toolset
-// replaced by refusals.
+// GetTools returns the agent's tools, those not guarded by a Toolset of
+// this guard replaced by refusals, then the toolset's tools the agent does
+// not hold (by name, as the executor matches them: without regard to case).
 func (a *guardedAgent) GetTools() []tools.Tool {
 	in := a.Agent.GetTools()
-	out := make([]tools.Tool, len(in))
-	for i, t := range in {
-		switch t.(type) {
-		case *guardedTool:
-			out[i] = t
-		default:
-			out[i] = &refusedTool{set: a.set, inner: t}
+	out := make([]tools.Tool, 0, len(in)+len(a.set.tools))
+	held := map[string]bool{}
+	for _, t := range in {
+		if gt, ok := t.(*guardedTool); ok && gt.set.guard == a.set.guard {
+			out = append(out, t)
+		} else {
+			t = &refusedTool{set: a.set, inner: t}
+			out = append(out, t)
+		}
+		held[strings.ToUpper(t.Name())] = true
+	}
+	for _, gt := range a.set.tools {
+		if !held[strings.ToUpper(gt.name)] {
+			out = append(out, gt)
 		}
 	}
 	return out

@@ -77,9 +77,14 @@
 //
 // Guarded: every call of a tool of the Toolset, through any agent or
 // executor, or called directly. Toolset.Agent also guards the executor's
-// dispatch: a tool the agent holds that no Toolset was given (an unwrapped
-// tool passed to the agent, or appended to it) is never run; its calls are
-// denied and audited as calls of an unknown tool.
+// dispatch: a tool the agent holds that no Toolset of this guard was given
+// (an unwrapped tool passed to the agent, or appended to it, or a tool
+// guarded by another Guard) is never run; its calls are denied and audited
+// as calls of an unknown tool. A tool of the toolset that the agent was not
+// given (one Allowed left out) is dispatched to the guard all the same, so
+// that a model calling it anyway gets policy's decision and the call is
+// audited; a name that is no tool of the agent or the toolset is answered
+// by the executor ("... is not a valid tool"), and leaves no record.
 //
 // Not guarded: a tool the application calls itself, unwrapped, or an
 // executor built on an agent that was not passed through Toolset.Agent and

@@ -179,3 +179,70 @@ func TestUnguardedToolNeverRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestToolOfAnotherGuardNeverRuns: a tool guarded by another Guard (a
+// permissive one, say) that the agent holds is not this guard's to pass
+// on: Toolset.Agent refuses its calls as it does an unguarded tool's.
+func TestToolOfAnotherGuardNeverRuns(t *testing.T) {
+	e := newEnv(t, supportRules())
+	lookup, refund := supportTools()
+	set := newSupportSet(t, e, lookup, refund)
+	lax := newEnv(t, policytest.AllowAll())
+	wire := &fakeTool{name: "wire", desc: "Wires money."}
+	other, err := langchainguard.New(lax.Guard, "lax", []tools.Tool{wire})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := e.task(t)
+	model := newModel(action("wire", "100 to acct-9"), text("Final Answer: done"))
+	agent := agents.NewOneShotAgent(model, append(set.Tools(), other.Tools()...))
+	if _, err := chains.Run(ctx, agents.NewExecutor(set.Agent(agent)), "go"); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if n := len(wire.Inputs()); n != 0 {
+		t.Fatalf("the other guard's tool ran %d times", n)
+	}
+	if want := `Observation: The call to tool "wire" was denied (lookup)`; !strings.Contains(model.Prompts()[1], want) {
+		t.Errorf("second prompt lacks %q:\n%s", want, model.Prompts()[1])
+	}
+	audittest.Expect(t, e.toolCalls(), audittest.Want{Tool: "wire", Toolset: "support", Decision: audit.Deny, Step: agentguard.StepLookup})
+	if n := len(lax.toolCalls()); n != 0 {
+		t.Fatalf("the other guard saw %d calls", n)
+	}
+}
+
+// TestHiddenToolCallIsAudited: a tool of the toolset that Allowed left out
+// of the agent's prompt, which the model calls anyway, is decided by the
+// guard and audited (here denied by policy), never run; a name that is no
+// tool at all is still the executor's to refuse.
+func TestHiddenToolCallIsAudited(t *testing.T) {
+	e := newEnv(t, supportRules())
+	lookup, refund := supportTools()
+	set := newSupportSet(t, e, lookup, refund)
+	ctx := e.task(t)
+	allowed, err := set.Allowed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := newModel(action("refund", "O-1"), action("format_disk", "now"), text("Final Answer: done"))
+	if _, err := chains.Run(ctx, agents.NewExecutor(set.Agent(agents.NewOneShotAgent(model, allowed))), "go"); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if strings.Contains(model.Prompts()[0], "refund") {
+		t.Fatalf("the prompt shows the hidden tool:\n%s", model.Prompts()[0])
+	}
+	if n := len(refund.Inputs()); n != 0 {
+		t.Fatalf("the hidden tool ran %d times", n)
+	}
+	if want := `Observation: The call to tool "refund" was denied (authorize): refunds need a human.`; !strings.Contains(model.Prompts()[1], want) {
+		t.Errorf("second prompt lacks %q:\n%s", want, model.Prompts()[1])
+	}
+	if want := "format_disk is not a valid tool"; !strings.Contains(model.Prompts()[2], want) {
+		t.Errorf("third prompt lacks %q:\n%s", want, model.Prompts()[2])
+	}
+	calls := e.toolCalls()
+	if len(calls) != 1 {
+		t.Fatalf("records:\n%s", audittest.List(calls))
+	}
+	audittest.Expect(t, calls, audittest.Want{Tool: "refund", Decision: audit.Deny, Policies: []string{"no-refunds"}})
+}

@@ -20,7 +20,8 @@ import (
 // the tools Allowed lists: the model is declared only the tools policy
 // lets the agent call, the guard records the model's tool-call IDs, a
 // denial comes back as the tool result of its call ID, and a call of a
-// tool the agent was not given never reaches the guard or the tool.
+// tool of the toolset the agent was not given (the model was never shown
+// it) is decided by the guard all the same, and audited: it never runs.
 func TestOpenAIFunctionsAgent(t *testing.T) {
 	rules := policytest.NewRules(
 		policytest.Rule{ID: "no-refunds", Effect: policytest.Deny, Tool: "refund", Reason: "refunds need a human"},
@@ -80,7 +81,7 @@ func TestOpenAIFunctionsAgent(t *testing.T) {
 	for i, want := range map[int]string{
 		1: "[tool result call_1 lookup done: O-1]",
 		2: `[tool result call_2 The call to tool "lookup" was denied (authorize): order O-9 is sealed.`,
-		3: "[tool result call_3 refund is not a valid tool, try another one]",
+		3: `[tool result call_3 The call to tool "refund" was denied (authorize): refunds need a human.`,
 	} {
 		if !strings.Contains(prompts[i], want) {
 			t.Errorf("request %d lacks %q:\n%s", i, want, prompts[i])
@@ -93,16 +94,17 @@ func TestOpenAIFunctionsAgent(t *testing.T) {
 		t.Errorf("lookup found its credential %d times, refund ran %d times; want 1, 0", lookup.CredOK(), len(refund.Inputs()))
 	}
 
-	// The records carry the model's call IDs; the call of a tool the agent
-	// lacks was the executor's to refuse and never reached the guard.
+	// The records carry the model's call IDs; the call of the tool the
+	// agent was not given is one of them, denied by policy.
 	calls := e.toolCalls()
-	if len(calls) != 2 {
+	if len(calls) != 3 {
 		t.Fatalf("tool call records:\n%s", audittest.List(calls))
 	}
 	audittest.Expect(t, calls, audittest.Want{CallID: "call_1", Tool: "lookup", Decision: audit.Allow, Outcome: audit.OutcomeOK})
 	audittest.Expect(t, calls, audittest.Want{CallID: "call_2", Tool: "lookup", Decision: audit.Deny, Policies: []string{"no-o9"}})
-	if got := e.executeSpans(); got["lookup"] != 2 || len(got) != 1 {
-		t.Errorf("execute_tool spans %v, want 2 of lookup", got)
+	audittest.Expect(t, calls, audittest.Want{CallID: "call_3", Tool: "refund", Decision: audit.Deny, Policies: []string{"no-refunds"}})
+	if got := e.executeSpans(); got["lookup"] != 2 || got["refund"] != 1 || len(got) != 2 {
+		t.Errorf("execute_tool spans %v, want 2 of lookup, 1 of refund", got)
 	}
 	expectNoCanary(t, "a prompt", prompts...)
 	audittest.ExpectNoSecret(t, e.Audit.Events(), canary)
