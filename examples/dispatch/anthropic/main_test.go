@@ -1,23 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"strings"
 	"testing"
+
+	"github.com/agentguard/go-sdk/examples/dispatch/helpdesk"
 )
 
 // TestTranscript runs the example and checks that its transcript shows
-// each behaviour it promises.
+// each behaviour it promises (helpdesk.Check adds what both programs
+// print), with one audit record per guarded call.
 func TestTranscript(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), &out); err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
-	s := out.String()
-	for _, want := range []string{
-		"agent spiffe://example.org/agent/support",
-		"tools the model is shown: lookup_order, issue_refund (export_customers is hidden",
+	transcript, err := helpdesk.Check(run, []string{
 		"audit: lookup_order call=toolu_01 decision=allow policies=support-lookup credentials=1 outcome=ok",
 		`tool_result toolu_01: {"checked_with":"orders-api token for task task-O-1`,
 		"audit: export_customers call=toolu_02 decision=deny outcome=denied",
@@ -25,22 +18,10 @@ func TestTranscript(t *testing.T) {
 		"audit: issue_refund call=toolu_03 decision=deny policies=refund-limit outcome=denied",
 		"tool_result toolu_03 is_error: The call to tool \"issue_refund\" was denied (authorize): refunds over 1000 are never made by an agent.",
 		"audit: issue_refund call=toolu_04 decision=deny policies=support-refunds-approved approval=pending outcome=denied",
-		`supervisor asked: issue_refund {"amount":250,"order":"O-1"}, kind supervisor: "refunds over 100 need a supervisor"`,
 		"audit: issue_refund call=toolu_04 decision=allow policies=support-refunds-approved approval=granted(alice@example.com) credentials=1 outcome=ok",
 		"tool_result toolu_04: refunded 250 on O-1\n",
-		"model: Refunded 250 on order O-1.",
-		"the model was sent 4 requests; none holds a credential",
-	} {
-		if !strings.Contains(s, want) {
-			t.Errorf("transcript lacks %q", want)
-		}
-	}
-	// One record per guarded call: four calls, one of them made twice
-	// (waiting, then approved).
-	if n := strings.Count(s, "audit: "); n != 5 {
-		t.Errorf("%d audit lines, want 5\n%s", n, s)
-	}
-	if t.Failed() {
-		t.Log(s)
+	})
+	if err != nil {
+		t.Errorf("%v\ntranscript:\n%s", err, transcript)
 	}
 }

@@ -1,4 +1,10 @@
-package main
+// Package helpdesk is what the dispatch examples share: a help-desk
+// agent's guard, Cedar policy, tools and credentials, a scripted model
+// served on a loopback port, and the frame of a run (the task, the
+// supervisor's approvals, the check that the model never saw a
+// credential). The programs ../anthropic and ../openai each drive it
+// through their SDK's real client and their adapter.
+package helpdesk
 
 import (
 	"context"
@@ -24,13 +30,19 @@ import (
 //go:embed policies/*.cedar
 var policyFiles embed.FS
 
-// helpdesk is the example's guarded agent: its identity, its tools and
+// Helpdesk is the example's guarded agent: its identity, its tools and
 // the guard around them.
-type helpdesk struct {
-	guard    *agentguard.Guard
-	registry *agentguard.Registry
-	deferred *approval.Deferred
-	agent    string
+type Helpdesk struct {
+	// Guard guards every call of Registry's tools.
+	Guard *agentguard.Guard
+	// Registry holds the agent's tools: lookup_order, issue_refund and
+	// export_customers (which policy keeps for the data team).
+	Registry *agentguard.Registry
+	// Deferred is the guard's approver: a call that needs a supervisor
+	// waits until Approve records the decision.
+	Deferred *approval.Deferred
+	// Agent is the agent's SPIFFE ID.
+	Agent string
 
 	// tokens are the credential values the tools received, to check that
 	// none of them reached the model.
@@ -38,11 +50,11 @@ type helpdesk struct {
 	tokens []string
 }
 
-// newHelpdesk builds the agent: a development SPIFFE identity, Cedar
-// policy, the local credential issuer, a Deferred approver (the Messages
-// API has no human-in-the-loop of its own), and every audit record
-// printed to out.
-func newHelpdesk(out io.Writer) (*helpdesk, error) {
+// New builds the agent: a development SPIFFE identity, Cedar policy, the
+// local credential issuer, a Deferred approver (the model APIs have no
+// human-in-the-loop of their own), and every audit record printed to out.
+// Close its Guard when done.
+func New(out io.Writer) (*Helpdesk, error) {
 	// NOT FOR PRODUCTION: an in-memory CA minting real X.509-SVIDs.
 	dev, err := identity.NewDevIssuer("example.org")
 	if err != nil {
@@ -62,7 +74,7 @@ func newHelpdesk(out io.Writer) (*helpdesk, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &helpdesk{deferred: approval.NewDeferred(), agent: me.ID.String()}
+	h := &Helpdesk{Deferred: approval.NewDeferred(), Agent: me.ID.String()}
 	tools := h.tools(issuer.Verifier())
 
 	sub, _ := fs.Sub(policyFiles, "policies")
@@ -80,19 +92,19 @@ func newHelpdesk(out io.Writer) (*helpdesk, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.guard, err = agentguard.New(
+	h.Guard, err = agentguard.New(
 		agentguard.WithIdentity(agent),
 		agentguard.WithPolicy(engine),
 		agentguard.WithBroker(credentials.NewBroker(credentials.WithProvider("local", issuer))),
-		agentguard.WithApprover(h.deferred),
+		agentguard.WithApprover(h.Deferred),
 		agentguard.WithAudit(auditLine{out}),
 	)
 	if err != nil {
 		return nil, err
 	}
-	h.registry = h.guard.NewRegistry("helpdesk")
-	if err := h.registry.Register(tools...); err != nil {
-		return nil, errors.Join(err, h.guard.Close(context.Background()))
+	h.Registry = h.Guard.NewRegistry("helpdesk")
+	if err := h.Registry.Register(tools...); err != nil {
+		return nil, errors.Join(err, h.Guard.Close(context.Background()))
 	}
 	return h, nil
 }
@@ -100,7 +112,7 @@ func newHelpdesk(out io.Writer) (*helpdesk, error) {
 // tools are the agent's tools. Each gets a token for its own audience and
 // scope through its context, never its arguments, and verifies it as the
 // service behind it would.
-func (h *helpdesk) tools(verifier *local.Verifier) []*agentguard.Tool {
+func (h *Helpdesk) tools(verifier *local.Verifier) []*agentguard.Tool {
 	token := func(ctx context.Context, name, audience, scope string) (string, error) {
 		c, ok := credentials.FromContext(ctx, name)
 		if !ok {
@@ -163,7 +175,7 @@ func (h *helpdesk) tools(verifier *local.Verifier) []*agentguard.Tool {
 }
 
 // sawToken reports whether s holds a credential value a tool received.
-func (h *helpdesk) sawToken(s []byte) bool {
+func (h *Helpdesk) sawToken(s []byte) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, t := range h.tokens {
