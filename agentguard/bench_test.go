@@ -100,4 +100,25 @@ func BenchmarkInvoke(b *testing.B) {
 	b.Run("guarded/cedar+metrics", func(b *testing.B) { run(b, newGuard(cedarEngine, metrics(b)), tool) })
 	b.Run("guarded/cedar+credential", func(b *testing.B) { run(b, newGuard(cedarEngine), withCred) })
 	b.Run("guarded/cedar+credential+metrics", func(b *testing.B) { run(b, newGuard(cedarEngine, metrics(b)), withCred) })
+	// Begin and End, as adapters of frameworks with before and after
+	// hooks use them: the pipeline split in two, with a goroutine between.
+	b.Run("begin-end/cedar", func(b *testing.B) {
+		g := newGuard(cedarEngine)
+		ctx, task, err := g.StartTask(context.Background(), agentguard.TaskSpec{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer task.End(context.Background())
+		b.ReportAllocs()
+		for b.Loop() {
+			tctx, x, err := g.Begin(ctx, tool, agentguard.Call{ID: "c", Args: args})
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := handler(tctx, args)
+			if _, err := x.End(res, err); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

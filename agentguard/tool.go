@@ -488,3 +488,21 @@ type Call struct {
 	// Args are the arguments: a JSON object, or empty for none.
 	Args json.RawMessage
 }
+
+// CanonicalArgs returns args in the one canonical JSON form the guard gives
+// policy and tool (Handler): keys sorted, no insignificant space, strings
+// in one spelling (numbers keep theirs). Adapters use it to compare the arguments of
+// a call with those a human approved. It fails, matching
+// ErrInvalidArguments, for what the guard would deny at its arguments
+// step: invalid JSON, a repeated key (or keys equal under case folding),
+// or a value that is not a JSON object.
+func CanonicalArgs(args json.RawMessage) (json.RawMessage, error) {
+	out, parsed, err := canonical.JSON(args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArguments, err)
+	}
+	if _, ok := parsed.(map[string]any); !ok {
+		return nil, fmt.Errorf("%w: not a JSON object", ErrInvalidArguments)
+	}
+	return out, nil
+}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
-	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // ApprovalPayload is the payload of the confirmation the adapter asks for
@@ -191,7 +190,7 @@ func answeredConfirmation(conf *toolconfirmation.ToolConfirmation) string {
 // sameArgs reports whether the JSON arguments args are the canonical
 // arguments want.
 func sameArgs(args, want json.RawMessage) bool {
-	got, _, err := canonical.JSON(args)
+	got, err := agentguard.CanonicalArgs(args)
 	if err != nil {
 		return false
 	}

@@ -1,6 +1,7 @@
 package adkguard
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"google.golang.org/genai"
 
 	"github.com/agentguard/go-sdk/agentguard"
-	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // LabelLongRunning is the label (policy's resource.labels) of a tool that
@@ -86,17 +86,23 @@ func schemaJSON(schema any, typed bool) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := canonical.Parse(raw)
-	if err != nil {
+	if !typed {
+		return agentguard.CanonicalArgs(raw)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
 		return nil, err
 	}
 	if _, ok := v.(map[string]any); !ok {
 		return nil, fmt.Errorf("not a JSON object")
 	}
-	if typed {
-		lowerTypes(v)
+	lowerTypes(v)
+	if raw, err = json.Marshal(v); err != nil {
+		return nil, err
 	}
-	return canonical.Marshal(v)
+	return agentguard.CanonicalArgs(raw)
 }
 
 // lowerTypes puts the "type" members of a genai.Schema's JSON in lower case.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
-	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // ApprovalRequest is the info of the eino interrupt that pauses a call
@@ -197,7 +196,7 @@ func (s *Toolset) resumed(ctx context.Context, in *compose.ToolInput) (proceed b
 // for the call in being resumed, whose checkpoint showed shown; "" when it
 // is for that very call.
 func (s *Toolset) mismatch(ctx context.Context, in *compose.ToolInput, shown *ApprovalRequest, req *agentguard.ApprovalRequest) string {
-	args, _, err := canonical.JSON([]byte(in.Arguments))
+	args, err := agentguard.CanonicalArgs([]byte(in.Arguments))
 	task, _ := agentguard.TaskFromContext(ctx)
 	switch {
 	case req.Tool != in.Name || req.Tool != shown.Tool:

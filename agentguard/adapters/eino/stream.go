@@ -12,7 +12,6 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/credentials"
-	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // guardStream runs one call of a streaming tool through the guard. The
@@ -52,7 +51,7 @@ func guardStream[T any](s *Toolset, ctx context.Context, in *compose.ToolInput,
 	}
 	// The tool runs with what policy saw, as an invokable tool does: the
 	// arguments' canonical form, which Begin has just checked.
-	args, _, err := canonical.JSON(call.Args)
+	args, err := agentguard.CanonicalArgs(call.Args)
 	if err != nil {
 		_, err = x.End(nil, fmt.Errorf("einoguard: tool %q: arguments: %w", in.Name, err))
 		return nil, err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
-	"github.com/agentguard/go-sdk/internal/canonical"
 )
 
 // Metadata keys the middleware uses on genkit parts.
@@ -156,7 +155,7 @@ func (m *Middleware) Restart(p *ai.Part, d approval.Decision) (*ai.Part, error) 
 	if !ok {
 		return nil, ErrNotPending
 	}
-	args, _, err := canonical.JSON(arguments(p.ToolRequest.Input))
+	args, err := agentguard.CanonicalArgs(arguments(p.ToolRequest.Input))
 	if err != nil || !bytes.Equal(args, req.Args) {
 		return nil, fmt.Errorf("%w: request %s for tool %q", ErrArgumentsChanged, req.ID, req.Tool)
 	}
