@@ -190,10 +190,10 @@ func showTools(ctx context.Context, t *transcript, sessions map[string]*mcpguard
 // what the model reads back: the result, or why the call was refused.
 func call(ctx context.Context, t *transcript, s *mcpguard.Session, id string, st step) {
 	t.printf("\nmodel (%s): %s %s\n", st.why, st.tool, st.args)
-	res, err := s.Invoke(ctx, agentguard.Call{ID: id, Name: st.tool, Args: json.RawMessage(st.args)})
-	if err != nil {
-		res = mcpguard.ErrorResult(err)
-	}
+	// The result is what the model reads either way: the tool's, or on a
+	// refusal or a failure an isError result saying why. The error, which
+	// says the same, is for the program; the transcript shows the result.
+	res, _ := s.Invoke(ctx, agentguard.Call{ID: id, Name: st.tool, Args: json.RawMessage(st.args)})
 	var b strings.Builder
 	for _, c := range res.Content {
 		if tc, ok := c.(*mcp.TextContent); ok {

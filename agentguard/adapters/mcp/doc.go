@@ -26,9 +26,8 @@
 //	defer s.Close()
 //	tools, err := s.Tools(ctx) // for the model: what policy lets it call
 //	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-//	if err != nil {
-//		res = mcpguard.ErrorResult(err) // isError, with agentguard.Explain's text
-//	}
+//	// res is for the model either way: on a denial or a failure it is an
+//	// isError result with agentguard.Explain's text, and err says why.
 //
 // Tool definitions are pinned, never trusted on first use: a tool is listed
 // and callable only once its definition (name, title, description, input
@@ -46,14 +45,29 @@
 // what waits. A listing that fails leaves no tool callable until one
 // succeeds.
 //
-// A denied call returns the guard's error (matching agentguard.ErrDenied)
-// and the tool is not called on the server; ErrorResult turns any error of
-// a guarded call into the MCP idiom, a CallToolResult with isError, for the
-// model to read so that the run goes on. A server's own isError result is
-// a tool failure: an *agentguard.ToolError wrapping a *ToolFailure.
+// A denied call is not sent to the server. CallTool (and Invoke) then
+// returns the guard's error (matching agentguard.ErrDenied) together with
+// MCP's idiom for the model, a CallToolResult with isError whose text is
+// agentguard.Explain's, so that an agent loop hands the result to the
+// model whatever happened and the run goes on; so it does for a tool that
+// failed (an *agentguard.ToolError wrapping a *ToolFailure, the server's
+// own isError result), whose text is the failure scrubbed of the call's
+// credentials. ErrorResult builds that result from any error.
 // Approvals use the guard's Approver; with an approval.Deferred, the
-// ErrorResult names the request a human must decide before the model calls
+// result names the request a human must decide before the model calls
 // again in the same task.
+//
+// A call's task credentials are in the context its tools/call is sent
+// with. Over the streamable HTTP transport, CredentialTransport sends one
+// to the server in a header of that request, and only where the
+// credential is for (its resource indicators, or origins the application
+// allows, redirects included):
+//
+//	rt := mcpguard.CredentialTransport(nil, "files-api", "X-Files-Token")
+//	transport := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: rt}}
+//
+// The SDK sends each request with the context of the call that made it,
+// so requests outside a guarded call carry no credential.
 //
 // Not guarded on the client side: calls made on the mcp.ClientSession
 // itself (Session.ClientSession returns it for prompts and resources), and

@@ -3,6 +3,7 @@ package mcpguard_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -83,16 +84,15 @@ func ExampleNewSession() {
 		fmt.Println("listed:", t.Name)
 	}
 	for _, name := range []string{"read_file", "delete_file"} {
+		// On a denial, res is what the model reads instead of the tool's
+		// result (isError, agentguard.Explain's text) and err says why.
 		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: map[string]any{"path": "a.txt"}})
-		if err != nil {
-			res = mcpguard.ErrorResult(err) // what the model reads instead
-		}
-		fmt.Printf("%s: isError=%v %s\n", name, res.IsError, res.Content[0].(*mcp.TextContent).Text)
+		fmt.Printf("%s: denied=%v isError=%v %s\n", name, errors.Is(err, agentguard.ErrDenied), res.IsError, res.Content[0].(*mcp.TextContent).Text)
 	}
 	// Output:
 	// listed: read_file
-	// read_file: isError=false hello
-	// delete_file: isError=true The call to tool "delete_file" was denied (authorize): only read-only tools. Policy does not allow it; do not retry it with the same arguments.
+	// read_file: denied=false isError=false hello
+	// delete_file: denied=true isError=true The call to tool "delete_file" was denied (authorize): only read-only tools. Policy does not allow it; do not retry it with the same arguments.
 }
 
 func ExampleServer_Middleware() {

@@ -61,7 +61,8 @@ func resultText(res *mcp.CallToolResult, max int) string {
 // account of the error (which tool was denied at which step and why, the
 // ID of an approval request a human must answer, or a tool's failure as
 // its scrubbed message). It never holds a credential value. A nil err
-// gives nil.
+// gives nil. Session.CallTool and Invoke return it with their error
+// already; it is for errors met elsewhere, such as the application's own.
 func ErrorResult(err error) *mcp.CallToolResult {
 	if err == nil {
 		return nil

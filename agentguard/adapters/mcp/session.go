@@ -228,25 +228,35 @@ type paramsKey struct{}
 // to a JSON object (or be nil); the server receives the canonical form
 // the guard checked, with params' _meta.
 //
-// The error is the guard's: a denial (*agentguard.DenyError, matching
-// agentguard.ErrDenied and the step's sentinel, such as ErrIntegrity for a
-// definition not pinned), or an *agentguard.ToolError for a tool that
-// failed, which wraps a *ToolFailure when the server answered with isError.
-// The model should then get ErrorResult(err), so that the run goes on.
+// When the call does not succeed, CallTool returns both the error and a
+// result in MCP's idiom, ready to hand to the model so that the run goes
+// on: a CallToolResult with isError whose text is agentguard.Explain's
+// (which tool was refused at which step and why, the ID of an approval
+// request a human must decide, or a tool's failure as its message scrubbed
+// of the call's credentials; never a credential value). It is
+// ErrorResult(err). The error is the guard's: a denial
+// (*agentguard.DenyError, matching agentguard.ErrDenied and the step's
+// sentinel, such as ErrIntegrity for a definition not pinned, or
+// agentguard.ErrApprovalPending for a call waiting for an
+// approval.Deferred), or an *agentguard.ToolError for a tool that failed,
+// which wraps a *ToolFailure holding the server's own isError result.
+// Arguments that do not marshal give an error matching
+// agentguard.ErrInvalidArguments, without a call to the guard.
 func (s *Session) CallTool(ctx context.Context, params *mcp.CallToolParams) (*mcp.CallToolResult, error) {
 	if params == nil {
-		return nil, errors.New("mcpguard: CallTool with nil params")
+		return failed(errors.New("mcpguard: CallTool with nil params"))
 	}
 	args, err := marshalArgs(params.Arguments)
 	if err != nil {
-		return nil, fmt.Errorf("mcpguard: call %q: %w: %w", params.Name, agentguard.ErrInvalidArguments, err)
+		return failed(fmt.Errorf("mcpguard: call %q: %w: %w", params.Name, agentguard.ErrInvalidArguments, err))
 	}
 	return s.invoke(context.WithValue(ctx, paramsKey{}, params), agentguard.Call{Name: params.Name, Args: args})
 }
 
 // Invoke calls a tool as a model asked for it: call.ID is the model's
 // tool-call ID (recorded in the audit record and span), call.Args its JSON
-// arguments. Errors are those of CallTool.
+// arguments. It returns what CallTool does: on failure, an isError result
+// for the model together with the error.
 func (s *Session) Invoke(ctx context.Context, call agentguard.Call) (*mcp.CallToolResult, error) {
 	return s.invoke(ctx, call)
 }
@@ -254,13 +264,18 @@ func (s *Session) Invoke(ctx context.Context, call agentguard.Call) (*mcp.CallTo
 func (s *Session) invoke(ctx context.Context, call agentguard.Call) (*mcp.CallToolResult, error) {
 	res, err := s.reg.Call(ctx, call)
 	if err != nil {
-		return nil, err
+		return failed(err)
 	}
 	out, ok := res.Output.(*mcp.CallToolResult)
-	if !ok {
-		return nil, fmt.Errorf("mcpguard: call %q: no MCP result", call.Name)
+	if !ok || out == nil {
+		return failed(fmt.Errorf("mcpguard: call %q: no MCP result", call.Name))
 	}
 	return out, nil
+}
+
+// failed returns err with its MCP form for the model.
+func failed(err error) (*mcp.CallToolResult, error) {
+	return ErrorResult(err), err
 }
 
 func marshalArgs(v any) (json.RawMessage, error) {

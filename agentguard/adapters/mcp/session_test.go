@@ -174,8 +174,8 @@ func TestSessionDeniedCall(t *testing.T) {
 	ctx := testContext(t)
 	f := newClientFixture(t, ctx)
 	res, err := f.session.CallTool(ctx, &mcp.CallToolParams{Name: "delete_file", Arguments: map[string]any{"path": "/etc/passwd"}})
-	if !errors.Is(err, agentguard.ErrDenied) || res != nil {
-		t.Fatalf("CallTool = %v, %v; want a denial", res, err)
+	if !errors.Is(err, agentguard.ErrDenied) {
+		t.Fatalf("CallTool error = %v, want a policy denial", err)
 	}
 	if n := f.server.count("delete_file"); n != 0 {
 		t.Errorf("server ran delete_file %d times", n)
@@ -183,12 +183,15 @@ func TestSessionDeniedCall(t *testing.T) {
 	if len(f.sentCredentials()) != 0 {
 		t.Error("a tools/call was sent")
 	}
-	// The MCP idiom for the model: an isError result that says why.
-	er := mcpguard.ErrorResult(err)
-	if !er.IsError || !strings.Contains(text(er), `"delete_file"`) || !strings.Contains(text(er), "deleting files is not this agent's job") {
-		t.Errorf("ErrorResult = %+v %q", er.IsError, text(er))
+	// The MCP idiom for the model, returned with the error: an isError
+	// result that says why, which an agent loop forwards as it is.
+	if res == nil || !res.IsError || !strings.Contains(text(res), `"delete_file"`) || !strings.Contains(text(res), "deleting files is not this agent's job") {
+		t.Fatalf("CallTool result = %+v, want isError with the reason", res)
 	}
-	if strings.Contains(text(er), canary) {
+	if text(res) != agentguard.Explain(err) || text(mcpguard.ErrorResult(err)) != text(res) {
+		t.Errorf("result text = %q, want agentguard.Explain's %q", text(res), agentguard.Explain(err))
+	}
+	if strings.Contains(text(res), canary) || strings.Contains(err.Error(), canary) {
 		t.Error("the denial holds the credential")
 	}
 	// MCP's defaults for absent hints: destructive and open-world.
@@ -310,35 +313,43 @@ func TestSessionErrors(t *testing.T) {
 		res, err := f.session.CallTool(ctx, &mcp.CallToolParams{Name: "fail"})
 		var te *agentguard.ToolError
 		var tf *mcpguard.ToolFailure
-		if res != nil || !errors.As(err, &te) || !errors.As(err, &tf) || !errors.Is(err, mcpguard.ErrToolFailed) {
-			t.Fatalf("CallTool = %v, %v; want a ToolError wrapping a ToolFailure", res, err)
+		if !errors.As(err, &te) || !errors.As(err, &tf) || !errors.Is(err, mcpguard.ErrToolFailed) {
+			t.Fatalf("CallTool error = %v; want a ToolError wrapping a ToolFailure", err)
 		}
 		if !tf.Result.IsError {
 			t.Error("ToolFailure.Result is not the server's isError result")
 		}
-		msg := text(mcpguard.ErrorResult(err))
+		// What the model gets is the failure scrubbed of the credential the
+		// tool echoed, not the server's result.
+		if res == nil || !res.IsError || res == tf.Result {
+			t.Fatalf("CallTool result = %+v, want an isError result of the adapter's", res)
+		}
+		msg := text(res)
 		if !strings.Contains(msg, "backend refused token") || strings.Contains(msg, canary) || strings.Contains(err.Error(), canary) {
 			t.Errorf("failure text = %q: want the tool's message without the credential", msg)
 		}
 		f.env.expectOneCall(t, "fail", audittest.Want{Decision: audit.Allow, Outcome: audit.OutcomeError})
 	})
 	t.Run("bad arguments", func(t *testing.T) {
-		_, err := f.session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: []string{"not", "an", "object"}})
-		if !errors.Is(err, agentguard.ErrInvalidArguments) {
-			t.Errorf("CallTool = %v, want ErrInvalidArguments", err)
+		res, err := f.session.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: []string{"not", "an", "object"}})
+		if !errors.Is(err, agentguard.ErrInvalidArguments) || res == nil || !res.IsError {
+			t.Errorf("CallTool = %+v, %v; want ErrInvalidArguments and an isError result", res, err)
 		}
-		_, err = f.session.Invoke(ctx, agentguard.Call{ID: "call-1", Name: "echo", Args: json.RawMessage(`{"text":"a","text":"b"}`)})
-		if !errors.Is(err, agentguard.ErrInvalidArguments) {
-			t.Errorf("Invoke with a repeated key = %v, want ErrInvalidArguments", err)
+		res, err = f.session.Invoke(ctx, agentguard.Call{ID: "call-1", Name: "echo", Args: json.RawMessage(`{"text":"a","text":"b"}`)})
+		if !errors.Is(err, agentguard.ErrInvalidArguments) || res == nil || !res.IsError {
+			t.Errorf("Invoke with a repeated key = %+v, %v; want ErrInvalidArguments and an isError result", res, err)
+		}
+		if _, err := f.session.CallTool(ctx, nil); err == nil {
+			t.Error("CallTool(nil) succeeded")
 		}
 		if n := f.server.count("echo"); n != 0 {
 			t.Errorf("server ran echo %d times", n)
 		}
 	})
 	t.Run("unknown tool", func(t *testing.T) {
-		_, err := f.session.Invoke(ctx, agentguard.Call{ID: "call-2", Name: "rm_rf"})
-		if !errors.Is(err, agentguard.ErrUnknownTool) {
-			t.Errorf("Invoke = %v, want ErrUnknownTool", err)
+		res, err := f.session.Invoke(ctx, agentguard.Call{ID: "call-2", Name: "rm_rf"})
+		if !errors.Is(err, agentguard.ErrUnknownTool) || res == nil || !res.IsError || !strings.Contains(text(res), `"rm_rf"`) {
+			t.Errorf("Invoke = %q, %v; want ErrUnknownTool and an isError result naming the tool", text(res), err)
 		}
 		audittest.Expect(t, f.env.Audit.Kind(audit.KindToolCall), audittest.Want{CallID: "call-2", Decision: audit.Deny, Step: agentguard.StepLookup})
 	})
@@ -463,13 +474,15 @@ func TestSessionDeferredApproval(t *testing.T) {
 	}
 	defer task.End(ctx)
 	params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}}
-	_, err = s.CallTool(tctx, params)
+	pending, err := s.CallTool(tctx, params)
 	req, ok := approval.PendingRequest(err)
 	if !ok || !errors.Is(err, agentguard.ErrApprovalPending) {
 		t.Fatalf("CallTool = %v, want a pending approval", err)
 	}
-	if msg := text(mcpguard.ErrorResult(err)); !strings.Contains(msg, req.ID) {
-		t.Errorf("ErrorResult = %q, want the request's ID", msg)
+	// The model reads, in the isError result returned with the error,
+	// the ID of the request a human must decide.
+	if pending == nil || !pending.IsError || !strings.Contains(text(pending), req.ID) {
+		t.Errorf("CallTool result = %+v %q, want isError naming the request's ID", pending, text(pending))
 	}
 	if f.server.count("echo") != 0 {
 		t.Fatal("echo ran before approval")

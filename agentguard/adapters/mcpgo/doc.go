@@ -89,9 +89,16 @@
 // reach the handler anyway).
 //
 // Calls made on the wrapped mcp-go client directly, rather than through
-// Client, are not guarded. mcp-go refuses a tools/call of a tool it does not
-// have, or that a filter hides, with a JSON-RPC error before any middleware
-// runs: such refusals are not in the guard's audit. The definition pinned
+// Client, are not guarded. mcp-go refuses a tools/call of a tool it does
+// not have, or that a filter hides, with a JSON-RPC error (not an isError
+// result) before any middleware runs; such a call never reaches a tool.
+// The error hook AddHooks installs (Options includes it) has the guard
+// record it, for the request's caller, as a denial at the lookup step
+// (agentguard.ErrUnknownTool) with its span; a server that installs its
+// own Hooks without calling AddHooks loses those records, not the
+// refusal. Other calls mcp-go refuses before the middleware (a tool that
+// requires a task called without one, a task tool called synchronously)
+// run nothing and are not recorded. The definition pinned
 // on the client side is the one mcp-go decodes, which is what the model is
 // shown: schema keywords outside mcp-go's ToolArgumentsSchema are dropped
 // by mcp-go, before anyone sees them. _meta, icons and execution are not
@@ -115,7 +122,13 @@
 // ID; once the application records the human's answer (Deferred.Decide,
 // approvers named by the application), the same call in the same task
 // runs. On the server side a blocking Approver (approval.Queue, a webhook)
-// holds the tools/call until a person decides. MCP's own way of asking a
+// holds the tools/call until a person decides (TestServerApprovalQueue):
+// a grant runs the tool once, a refusal is an isError result. A Deferred
+// does not fit the server as it stands: each tools/call runs in a task of
+// its own, so a decision stored for one call never answers the client's
+// next one (it would take a task that outlives the request, which the
+// application's context function would have to give each request).
+// MCP's own way of asking a
 // user, elicitation, is answered by the calling client, the very agent the
 // server guards: at best its user's consent, never a separation of duties.
 // This package does not offer it as an approval (the official SDK's

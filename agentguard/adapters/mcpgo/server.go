@@ -49,10 +49,11 @@ func NewServer(g *agentguard.Guard, toolset string, opts ...Option) (*Server, er
 }
 
 // Options returns the server options that install the guard: the tool
-// middleware (Middleware), the tool filter (ToolFilter) and hooks that
-// filter tools/list by policy (AddHooks). server.WithHooks keeps only the
-// last Hooks given: a server with hooks of its own should take Middleware
-// and ToolFilter here and call AddHooks on its own Hooks instead.
+// middleware (Middleware), the tool filter (ToolFilter) and the hooks that
+// filter tools/list by policy and audit the calls mcp-go refuses as
+// unknown (AddHooks). server.WithHooks keeps only the last Hooks given: a
+// server with hooks of its own should take Middleware and ToolFilter here
+// and call AddHooks on its own Hooks instead.
 func (s *Server) Options() []server.ServerOption {
 	hooks := &server.Hooks{}
 	s.AddHooks(hooks)
@@ -63,10 +64,19 @@ func (s *Server) Options() []server.ServerOption {
 	}
 }
 
-// AddHooks adds to hooks the hook that filters each tools/list result: a
-// caller is shown only the tools it may call with some arguments
-// (agentguard.Registry.List), whose definitions are trusted. A caller the
-// guard cannot identify is shown none.
+// AddHooks adds to hooks what the guard needs of mcp-go's hooks:
+//
+//   - after tools/list, the listing is filtered: a caller is shown only the
+//     tools it may call with some arguments (agentguard.Registry.List),
+//     whose definitions are trusted; a caller the guard cannot identify is
+//     shown none;
+//   - on error, a tools/call that mcp-go refused because it has no tool of
+//     that name, or a filter (ToolFilter) hides it, is run through the
+//     guard on a registry of no tools, for the caller of the request: it is
+//     audited and traced as a denial (agentguard.ErrUnknownTool at the
+//     lookup step, or the step that refused first, such as identify for a
+//     caller the guard cannot identify). mcp-go has already answered the
+//     client with its JSON-RPC error; nothing runs.
 func (s *Server) AddHooks(hooks *server.Hooks) {
 	hooks.AddAfterListTools(func(ctx context.Context, _ any, req *mcp.ListToolsRequest, result *mcp.ListToolsResult) {
 		if result == nil {
@@ -77,6 +87,17 @@ func (s *Server) AddHooks(hooks *server.Hooks) {
 			header = req.Header
 		}
 		result.Tools = s.Listed(s.callerContext(ctx, header), result.Tools)
+	})
+	hooks.AddOnError(func(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
+		req, ok := message.(*mcp.CallToolRequest)
+		if method != mcp.MethodToolsCall || !ok || req == nil || !errors.Is(err, server.ErrToolNotFound) {
+			return
+		}
+		call := agentguard.Call{Name: req.Params.Name}
+		if args, err := argsJSON(*req); err == nil {
+			call.Args = args
+		}
+		s.unknown(s.callerContext(ctx, req.Header), call)
 	})
 }
 

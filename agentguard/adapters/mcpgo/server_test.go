@@ -3,6 +3,7 @@ package mcpgoguard_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/agentguardtest"
+	"github.com/agentguard/go-sdk/agentguard/approval"
 	"github.com/agentguard/go-sdk/audit"
 	"github.com/agentguard/go-sdk/audit/audittest"
 	"github.com/agentguard/go-sdk/identity"
@@ -180,9 +182,17 @@ func TestServerGuardsCalls(t *testing.T) {
 	})
 
 	t.Run("unknown tool", func(t *testing.T) {
-		// mcp-go refuses it before any middleware runs.
-		if _, err := mc.CallTool(ctx, call("nope", nil)); err == nil {
-			t.Error("call of an unknown tool succeeded")
+		// mcp-go refuses it with a JSON-RPC error before any middleware
+		// runs; its error hook has the guard record the refusal.
+		if _, err := mc.CallTool(ctx, call("nope", map[string]any{"x": 1})); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Errorf("call of an unknown tool: %v, want mcp-go's refusal", err)
+		}
+		rec := audittest.ExpectCount(t, env.callRecords("nope"), audittest.Want{Decision: audit.Deny, Step: agentguard.StepLookup, Toolset: "billing"}, 1)
+		if len(rec) == 1 && rec[0].Agent != agentguardtest.AgentID {
+			t.Errorf("audited agent %q, want the caller", rec[0].Agent)
+		}
+		if n := env.callSpans("nope"); n != 1 {
+			t.Errorf("%d spans for one refused call", n)
 		}
 	})
 
@@ -274,5 +284,90 @@ func TestTaskParamOnToolWithoutTaskSupport(t *testing.T) {
 	<-sent
 	if n := len(env.callRecords("wait")); n != 1 {
 		t.Errorf("%d records for one call", n)
+	}
+}
+
+// TestServerApprovalQueue: with a blocking approver (approval.Queue) on
+// the server, a tools/call that policy sends for approval is held until a
+// person decides through the queue: a grant runs the tool once, with the
+// person recorded as approver; a refusal comes back to the client as an
+// isError result and the tool does not run. Each call leaves one record
+// and one span.
+func TestServerApprovalQueue(t *testing.T) {
+	for _, grant := range []bool{true, false} {
+		t.Run(map[bool]string{true: "grant", false: "refuse"}[grant], func(t *testing.T) {
+			q := approval.NewQueue()
+			t.Cleanup(q.Close)
+			engine := policytest.NewRules(
+				policytest.Rule{ID: "allow-all", Effect: policytest.Allow},
+				policytest.Rule{ID: "refunds", Effect: policytest.Allow, Tool: "refund", Approval: "supervisor"},
+			)
+			env := newEnv(t, engine, agentguard.WithIdentity(mcpgoguard.Callers()), agentguard.WithApprover(q))
+			b := newBilling(t, env, mcpgoguard.WithInProcessCaller(identity.MustParse(agentguardtest.AgentID)))
+			mc := inProcess(t, b)
+
+			type outcome struct {
+				res *mcp.CallToolResult
+				err error
+			}
+			done := make(chan outcome, 1)
+			go func() {
+				res, err := mc.CallTool(t.Context(), call("refund", map[string]any{"order": "O-1"}))
+				done <- outcome{res, err}
+			}()
+			// The person: the request waits in the queue.
+			req, err := q.Next(t.Context())
+			if err != nil {
+				t.Fatalf("no approval request: %v", err)
+			}
+			if req.Tool != "refund" || req.Kind != "supervisor" || req.Agent.ID.String() != agentguardtest.AgentID || string(req.Args) != `{"order":"O-1"}` {
+				t.Errorf("approval request: tool %s kind %q agent %s args %s", req.Tool, req.Kind, req.Agent.ID, req.Args)
+			}
+			// Until the person decides, the tools/call is held.
+			select {
+			case o := <-done:
+				t.Fatalf("tools/call answered before a decision: %q, %v", text(o.res), o.err)
+			default:
+			}
+			if b.refund.n.Load() != 0 {
+				t.Fatal("refund ran before a decision")
+			}
+			if grant {
+				err = q.Grant(req.ID, "alice", "checked the order")
+			} else {
+				err = q.Refuse(req.ID, "alice", "not eligible")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := <-done
+			if o.err != nil {
+				t.Fatalf("refund: transport error %v, want a result", o.err)
+			}
+			if grant {
+				if o.res.IsError || text(o.res) != "refunded" || b.refund.n.Load() != 1 {
+					t.Errorf("granted refund: %q, ran %d times", text(o.res), b.refund.n.Load())
+				}
+				if secret, _ := b.refund.seen(); secret != canary {
+					t.Error("the approved call ran without the task's credential")
+				}
+				recs := audittest.ExpectCount(t, env.callRecords("refund"), audittest.Want{Decision: audit.Allow, Approval: agentguard.ApprovalGranted, Outcome: audit.OutcomeOK}, 1)
+				if len(recs) == 1 && (recs[0].Approval == nil || !slices.Equal(recs[0].Approval.Approvers, []string{"alice"})) {
+					t.Errorf("audited approval %+v, want alice's", recs[0].Approval)
+				}
+			} else {
+				if !o.res.IsError || !strings.Contains(text(o.res), `"refund" was denied (approve)`) {
+					t.Errorf("refused refund: %q", text(o.res))
+				}
+				if b.refund.n.Load() != 0 {
+					t.Error("a refused call ran")
+				}
+				audittest.ExpectCount(t, env.callRecords("refund"), audittest.Want{Decision: audit.Deny, Approval: agentguard.ApprovalRefused}, 1)
+			}
+			if n, m := len(env.callRecords("refund")), env.callSpans("refund"); n != 1 || m != 1 {
+				t.Errorf("%d records and %d spans for one call", n, m)
+			}
+			env.noCanary(t)
+		})
 	}
 }

@@ -227,6 +227,11 @@ func TestServerGuardsTaskTools(t *testing.T) {
 		if b.unguarded.n.Load() != 0 {
 			t.Error("the unguarded task tool ran")
 		}
+		// mcp-go's error hook has the guard record the refusal.
+		audittest.ExpectCount(t, env.callRecords("leak"), audittest.Want{Decision: audit.Deny, Step: agentguard.StepLookup, Agent: agentguardtest.AgentID}, 1)
+		if n := env.callSpans("leak"); n != 1 {
+			t.Errorf("%d spans for one refused call", n)
+		}
 	})
 
 	t.Run("re-added with the same definition is refused", func(t *testing.T) {
