@@ -3,6 +3,7 @@ package agentguard
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 )
@@ -10,12 +11,20 @@ import (
 // Execution is a call that Begin allowed, whose tool the agent framework
 // runs itself. End finishes it.
 type Execution struct {
-	outcome chan outcome
-	done    chan struct{}
-	once    sync.Once
-	// res and err are what the pipeline returned, set before done closes.
+	mu sync.Mutex
+	// next resumes the pipeline, paused where the tool runs; it returns
+	// once the pipeline has finished.
+	next  func() (context.Context, bool)
+	ended bool
+	// out is the tool's outcome, which End hands to the resumed pipeline.
+	out outcome
+	// res and err are what the pipeline returned.
 	res *Result
 	err error
+	// unwatch stops watching the tool's context; late ends the call when
+	// its context ended and End did not come in time.
+	unwatch func() bool
+	late    *time.Timer
 }
 
 type outcome struct {
@@ -35,8 +44,9 @@ type outcome struct {
 // then runs the tool and passes its outcome to End, which writes the audit
 // record, ends the span and returns what to give the model.
 //
-// End must be called exactly once for every Execution; until then the call
-// holds a goroutine and its span is open. Where a framework may skip the
+// End must be called exactly once for every Execution; until then the
+// call's pipeline waits, paused, on a coroutine of its own, and its span
+// is open. Where a framework may skip the
 // hook after the tool, make sure End comes anyway:
 //
 //	ctx, x, err := g.Begin(ctx, tool, call)
@@ -54,41 +64,37 @@ func (g *Guard) Begin(ctx context.Context, t *Tool, call Call) (context.Context,
 		_, err := g.refuseTool(ctx, t, call, err)
 		return ctx, nil, err
 	}
-	x := &Execution{outcome: make(chan outcome, 1), done: make(chan struct{})}
-	started := make(chan context.Context, 1)
-	go func() {
-		defer close(x.done)
+	// The pipeline runs as a coroutine: it pauses where the tool runs and
+	// resumes when End brings the tool's outcome, with no goroutine to
+	// schedule in between.
+	x := &Execution{}
+	next, _ := iter.Pull(func(yield func(context.Context) bool) {
+		growStack()
 		x.res, x.err = g.run(ctx, t, call, func(tctx context.Context, _ *Tool, _ Call) (*Result, error) {
-			started <- tctx
-			select {
-			case o := <-x.outcome:
-				return o.res, o.err
-			case <-tctx.Done():
-			}
-			// The framework may still be running the tool: its outcome
-			// is what the record must say.
-			wait := time.NewTimer(g.cfg.endTimeout)
-			defer wait.Stop()
-			select {
-			case o := <-x.outcome:
-				return o.res, o.err
-			case <-wait.C:
-				return nil, fmt.Errorf("agentguard: the call's context ended and the tool's outcome was not reported within %s: the tool may have run", g.cfg.endTimeout)
-			}
+			yield(tctx)
+			return x.out.res, x.out.err
 		})
-	}()
-	select {
-	case tctx := <-started:
-		return tctx, x, nil
-	case <-x.done:
-		// The tool was handed out after all (End gives its outcome).
-		select {
-		case tctx := <-started:
-			return tctx, x, nil
-		default:
-		}
-		return ctx, nil, x.err
+	})
+	tctx, ok := next()
+	if !ok {
+		return ctx, nil, x.err // denied: the pipeline has finished
 	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.next = next
+	wait := g.cfg.endTimeout
+	x.unwatch = context.AfterFunc(tctx, func() {
+		// The framework may still be running the tool: its outcome is
+		// what the record must say, so End has a while yet to bring it.
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if !x.ended {
+			x.late = time.AfterFunc(wait, func() {
+				_, _ = x.End(nil, fmt.Errorf("agentguard: the call's context ended and the tool's outcome was not reported within %s: the tool may have run", wait))
+			})
+		}
+	})
+	return tctx, x, nil
 }
 
 // errNoExecution is what End of a nil Execution returns.
@@ -104,7 +110,29 @@ func (x *Execution) End(res *Result, err error) (*Result, error) {
 	if x == nil {
 		return nil, errNoExecution
 	}
-	x.once.Do(func() { x.outcome <- outcome{res, err} })
-	<-x.done
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.ended {
+		x.ended = true
+		x.unwatch()
+		if x.late != nil {
+			x.late.Stop()
+		}
+		x.out = outcome{res, err}
+		x.next() // the pipeline records the outcome and finishes
+	}
 	return x.res, x.err
 }
+
+// growStack grows the stack of the coroutine a call's pipeline runs on to
+// the depth the pipeline reaches, while that stack is still shallow: grown
+// step by step from deep frames, it costs more than the pipeline itself.
+//
+//go:noinline
+func growStack() {
+	var frame [16 << 10]byte
+	touchStack(frame[:])
+}
+
+//go:noinline
+func touchStack(b []byte) { b[len(b)-1] = 1 }

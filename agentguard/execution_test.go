@@ -187,3 +187,27 @@ func TestCancelledBeforeExecute(t *testing.T) {
 		t.Fatalf("Invoke = %v (ran %v); want a denial at execute", err, ran)
 	}
 }
+
+// TestEndConcurrent: two Ends at once record the call once and both
+// return the first one's answer.
+func TestEndConcurrent(t *testing.T) {
+	env, sr := execEnv(t)
+	_, x, err := env.Guard.Begin(context.Background(), searchTool(), agentguard.Call{ID: "fc-8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan *agentguard.Result, 2)
+	for _, out := range []string{"a", "b"} {
+		go func() {
+			res, _ := x.End(&agentguard.Result{Output: out}, nil)
+			results <- res
+		}()
+	}
+	r1, r2 := <-results, <-results
+	if r1 == nil || r1 != r2 {
+		t.Fatalf("Ends returned %v and %v, want one answer", r1, r2)
+	}
+	if n := len(env.Audit.Kind(audit.KindToolCall)); n != 1 || len(sr.Ended()) != 1 {
+		t.Fatalf("%d records, %d spans; want one each", n, len(sr.Ended()))
+	}
+}
