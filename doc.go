@@ -14,7 +14,8 @@
 //     tasks, the pipeline, its errors and spans; approvals, pinned tool and
 //     prompt fingerprints (the lock file), budgets and the kill switch.
 //     [github.com/agentguard/go-sdk/agentguard/approval] holds the
-//     built-in approvers: a queue and an HMAC-signed webhook.
+//     built-in approvers: a queue, an HMAC-signed webhook, and Deferred for
+//     frameworks that pause a run for a human.
 //   - [github.com/agentguard/go-sdk/identity]: who the agent is (SPIFFE IDs,
 //     delegation chains) and where that comes from.
 //   - [github.com/agentguard/go-sdk/policy]: the decision; the Cedar engine
@@ -26,7 +27,12 @@
 //     development.
 //   - [github.com/agentguard/go-sdk/audit]: audit events and sinks: a
 //     hash-chained file with signed checkpoints that cannot be edited
-//     unnoticed (and its verifier), OpenTelemetry log records, slog.
+//     unnoticed (and its verifier), slog. The nested module audit/otelaudit
+//     ships them as OpenTelemetry log records.
+//   - agentguard/adapters/...: one nested module per agent framework (MCP
+//     go-sdk, mcp-go, langchaingo, eino, genkit, ADK, the Anthropic and
+//     OpenAI SDKs), so that this module never requires a framework; each
+//     has a runnable example under examples/.
 //   - cmd/agentguard-audit: makes the checkpoint signing key and verifies
 //     an audit log, for auditors.
 //
