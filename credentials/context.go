@@ -1,6 +1,10 @@
 package credentials
 
-import "context"
+import (
+	"context"
+	"slices"
+	"strings"
+)
 
 type ctxKey struct{}
 
@@ -21,4 +25,17 @@ func FromContext(ctx context.Context, name string) (*Credential, bool) {
 	m, _ := ctx.Value(ctxKey{}).(map[string]*Credential)
 	c, ok := m[name]
 	return c, ok
+}
+
+// AllFromContext returns every credential ctx carries, by name: those of
+// the tool being called. Adapters use it to remove their values from what
+// a tool returns before a model reads it (Scrub).
+func AllFromContext(ctx context.Context) []*Credential {
+	m, _ := ctx.Value(ctxKey{}).(map[string]*Credential)
+	out := make([]*Credential, 0, len(m))
+	for _, c := range m {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *Credential) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -54,3 +54,22 @@ func TestContext(t *testing.T) {
 		t.Errorf("FromContext after NewContext(b, b2) = %v, want b2", got)
 	}
 }
+
+// TestAllFromContext: a context gives exactly the credentials of the call
+// it was made for, by name, never an outer call's.
+func TestAllFromContext(t *testing.T) {
+	a := &credentials.Credential{Name: "a"}
+	b := &credentials.Credential{Name: "b"}
+	c := &credentials.Credential{Name: "c"}
+	if got := credentials.AllFromContext(context.Background()); len(got) != 0 {
+		t.Errorf("empty context: %v", got)
+	}
+	outer := credentials.NewContext(context.Background(), a)
+	inner := credentials.NewContext(outer, c, b)
+	if got := credentials.AllFromContext(inner); len(got) != 2 || got[0] != b || got[1] != c {
+		t.Errorf("AllFromContext = %v, want b and c", got)
+	}
+	if got := credentials.AllFromContext(credentials.NewContext(outer)); len(got) != 0 {
+		t.Errorf("an empty set hides the outer call's: %v", got)
+	}
+}

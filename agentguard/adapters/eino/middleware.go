@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
+	"github.com/agentguard/go-sdk/credentials"
 )
 
 // Middleware returns the ToolsNode middleware that runs every call of the
@@ -146,12 +147,12 @@ type boundRun struct {
 // runEndpointFor returns the Handler of the registered tool of that name:
 // it runs the eino endpoint the middleware put in ctx, so that the tool
 // runs inside the guard's pipeline, and removes from its output the values
-// of the credentials the tool declared (creds), should it echo them. It
+// of the call's credentials, should it echo them. It
 // runs the endpoint only if the middleware put it there for this very
 // tool: a context inherited by a tool that runs another ToolsNode (a
 // sub-agent) still holds the outer call's endpoint, which must never run
 // under another tool's authorization and credentials.
-func runEndpointFor(name string, creds []string) func(context.Context, json.RawMessage) (*agentguard.Result, error) {
+func runEndpointFor(name string) func(context.Context, json.RawMessage) (*agentguard.Result, error) {
 	return func(ctx context.Context, args json.RawMessage) (*agentguard.Result, error) {
 		b, ok := ctx.Value(runKey{}).(boundRun)
 		if !ok || b.name != name {
@@ -161,7 +162,7 @@ func runEndpointFor(name string, creds []string) func(context.Context, json.RawM
 		if err != nil {
 			return nil, err
 		}
-		if out, err = scrubOutput(out, callCredentials(ctx, creds)); err != nil {
+		if out, err = scrubOutput(out, credentials.AllFromContext(ctx)); err != nil {
 			return nil, fmt.Errorf("einoguard: tool %q: %w", name, err)
 		}
 		return &agentguard.Result{Output: out}, nil

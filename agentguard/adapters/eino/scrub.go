@@ -1,7 +1,6 @@
 package einoguard
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,18 +15,6 @@ import (
 // errUncheckable: a tool's output could not be checked for the values of
 // its credentials, so it is not passed on.
 var errUncheckable = errors.New("einoguard: output cannot be checked for credential values")
-
-// callCredentials returns the credentials of those names that the call's
-// context holds.
-func callCredentials(ctx context.Context, names []string) []*credentials.Credential {
-	var out []*credentials.Credential
-	for _, n := range names {
-		if c, ok := credentials.FromContext(ctx, n); ok {
-			out = append(out, c)
-		}
-	}
-	return out
-}
 
 // scrubOutput removes the values of creds from a tool's output: a string
 // (an invokable tool's result, a chunk of a streaming tool's) or a

@@ -67,11 +67,7 @@ func guardStream[T any](s *Toolset, ctx context.Context, in *compose.ToolInput,
 		// The audit record of the failure could not be written.
 		return denied(err)
 	}
-	var names []string
-	for _, r := range t.Credentials {
-		names = append(names, r.Name)
-	}
-	creds := callCredentials(tctx, names)
+	creds := credentials.AllFromContext(tctx)
 	if s.live {
 		return followLive(x, src, creds, deny), nil
 	}

@@ -215,10 +215,6 @@ func describe(info *schema.ToolInfo, toolset string, spec Spec) (*agentguard.Too
 	if _, err := p.info(); err != nil {
 		return nil, nil, fmt.Errorf("einoguard: tool %q: parameters: %w", info.Name, err)
 	}
-	creds := make([]string, len(spec.Credentials))
-	for i, r := range spec.Credentials {
-		creds[i] = r.Name
-	}
 	return &agentguard.Tool{
 		Name:         info.Name,
 		Description:  info.Desc,
@@ -230,7 +226,7 @@ func describe(info *schema.ToolInfo, toolset string, spec Spec) (*agentguard.Too
 		Toolset:      toolset,
 		Credentials:  slices.Clone(spec.Credentials),
 		Audit:        spec.Audit,
-		Handler:      runEndpointFor(info.Name, creds),
+		Handler:      runEndpointFor(info.Name),
 	}, p, nil
 }
 

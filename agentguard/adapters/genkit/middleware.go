@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/agentguard/approval"
+	"github.com/agentguard/go-sdk/credentials"
 )
 
 // DefaultToolset is the toolset (policy's Toolset::"<name>") of the genkit
@@ -156,7 +157,7 @@ func (m *Middleware) wrapTool(ctx context.Context, params *ai.ToolParams, next a
 			return nil, err
 		}
 		// Should the tool echo a credential, the model never reads it.
-		if resp, err = scrubResponse(resp, callCredentials(ctx, t)); err != nil {
+		if resp, err = scrubResponse(resp, credentials.AllFromContext(ctx)); err != nil {
 			return nil, fmt.Errorf("genkitguard: tool %q: %w", t.Name, err)
 		}
 		return &agentguard.Result{Output: resp}, nil

@@ -1,32 +1,18 @@
 package genkitguard
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/firebase/genkit/go/ai"
 
-	"github.com/agentguard/go-sdk/agentguard"
 	"github.com/agentguard/go-sdk/credentials"
 )
 
 // errUncheckable: a tool's output could not be checked for the values of
 // its credentials, so it is not given to the model.
 var errUncheckable = errors.New("genkitguard: output cannot be checked for credential values")
-
-// callCredentials returns the credentials t declares, as the call's
-// context holds them.
-func callCredentials(ctx context.Context, t *agentguard.Tool) []*credentials.Credential {
-	var out []*credentials.Credential
-	for _, r := range t.Credentials {
-		if c, ok := credentials.FromContext(ctx, r.Name); ok {
-			out = append(out, c)
-		}
-	}
-	return out
-}
 
 // scrubResponse returns resp with the values of creds removed from all of
 // it (output, content parts, metadata), through its JSON form, which is

@@ -22,9 +22,6 @@ type guardedTool struct {
 	description string
 	// json: the input is a JSON object (Spec.InputSchema), not free text.
 	json bool
-	// creds are the names of the credentials the tool declares, whose
-	// values are removed from its output.
-	creds []string
 }
 
 var _ tools.Tool = (*guardedTool)(nil)
@@ -80,9 +77,6 @@ func (t *guardedTool) definition(toolset string, spec Spec) (*agentguard.Tool, e
 		}
 		schema = spec.InputSchema
 	}
-	for _, r := range spec.Credentials {
-		t.creds = append(t.creds, r.Name)
-	}
 	return &agentguard.Tool{
 		Name:         t.name,
 		Title:        spec.Title,
@@ -115,11 +109,5 @@ func (t *guardedTool) handle(ctx context.Context, args json.RawMessage) (*agentg
 	if err != nil {
 		return nil, err
 	}
-	var creds []*credentials.Credential
-	for _, name := range t.creds {
-		if c, ok := credentials.FromContext(ctx, name); ok {
-			creds = append(creds, c)
-		}
-	}
-	return &agentguard.Result{Output: credentials.Scrub(out, creds...)}, nil
+	return &agentguard.Result{Output: credentials.Scrub(out, credentials.AllFromContext(ctx)...)}, nil
 }

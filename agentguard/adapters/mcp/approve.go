@@ -65,7 +65,7 @@ const (
 // protocols the server sends the elicitation itself while serving the
 // call. A client that cannot elicit gets the call refused.
 //
-// The server withdraws from d (decides as refused, and forgets at once)
+// The server withdraws from d (Deferred.Withdraw)
 // the requests it asked about and can no longer be answered: an
 // elicitation the client could not make, a request state that expired
 // (after ten minutes), one the retry brought without an answer, and a
@@ -110,10 +110,10 @@ func (a *approvals) call(ctx context.Context, s *Server, x *execution, call agen
 		if !ok {
 			// The retry brought no answer: the question is dropped, and
 			// the call asked about afresh.
-			a.withdraw(ctx, st.req, "the client called again without an answer")
+			a.withdraw(st.req) // the client called again without an answer
 		} else {
 			if err := a.decide(x, st.req.ID, r); err != nil {
-				a.withdraw(ctx, st.req, "the answer could not be recorded")
+				a.withdraw(st.req) // the answer could not be recorded
 				return ErrorResult(err), nil
 			}
 			taskID, answered = st.taskID, st.req
@@ -131,7 +131,7 @@ func (a *approvals) call(ctx context.Context, s *Server, x *execution, call agen
 		// The decision answers the call as it was asked about; a retry
 		// with other arguments did not use it, and it must not wait for
 		// a call that will not come.
-		a.forget(ctx, answered)
+		a.forget(answered)
 	}
 	req, pending := approval.PendingRequest(err)
 	if !pending {
@@ -148,7 +148,7 @@ func (a *approvals) call(ctx context.Context, s *Server, x *execution, call agen
 		}
 		state, err := a.keep(ctx, req, taskID, x.caller.id, p.Name)
 		if err != nil {
-			a.withdraw(ctx, req, "the approval cannot be kept")
+			a.withdraw(req) // the approval cannot be kept
 			return ErrorResult(err), nil
 		}
 		return inputRequired(q, state)
@@ -156,15 +156,15 @@ func (a *approvals) call(ctx context.Context, s *Server, x *execution, call agen
 	// Older protocols: the server may ask the client itself, now.
 	r, eerr := x.req.Session.Elicit(ctx, q)
 	if eerr != nil {
-		a.withdraw(ctx, req, "the client could not ask its user")
+		a.withdraw(req) // the client could not ask its user
 		return refused(req, "the client could not ask its user"), nil
 	}
 	if err := a.decide(x, req.ID, r); err != nil {
-		a.withdraw(ctx, req, "the answer could not be recorded")
+		a.withdraw(req) // the answer could not be recorded
 		return ErrorResult(err), nil
 	}
 	out, err := s.run(ctx, x, call)
-	a.forget(ctx, req)
+	a.forget(req)
 	return out, err
 }
 
@@ -205,15 +205,15 @@ func (a *approvals) decide(x *execution, id string, r *mcp.ElicitResult) error {
 // place the Deferred's limit counts; the call, made again, waits for a new
 // decision. The last argument says why, for the reader. A request already
 // decided (by another call) is left as it is.
-func (a *approvals) withdraw(_ context.Context, req *agentguard.ApprovalRequest, _ string) {
+func (a *approvals) withdraw(req *agentguard.ApprovalRequest) {
 	_ = a.d.Withdraw(req.ID)
 }
 
 // forget takes out what d still holds for req (a decision its run did not
 // use), so that it holds no place the Deferred's limit counts.
-func (a *approvals) forget(ctx context.Context, req *agentguard.ApprovalRequest) {
+func (a *approvals) forget(req *agentguard.ApprovalRequest) {
 	if a.d.Discard(req.ID) != nil {
-		a.withdraw(ctx, req, "answered already")
+		a.withdraw(req)
 	}
 }
 
@@ -227,7 +227,7 @@ func (a *approvals) keep(ctx context.Context, req *agentguard.ApprovalRequest, t
 	var drop []*approvalState
 	defer func() {
 		for _, st := range drop {
-			a.withdraw(ctx, st.req, "the approval was not answered in time")
+			a.withdraw(st.req) // the approval was not answered in time
 		}
 	}()
 	a.mu.Lock()
@@ -278,7 +278,7 @@ func (a *approvals) take(ctx context.Context, token string, c *caller, tool stri
 	live := a.now().Before(st.expires)
 	a.mu.Unlock()
 	if !live {
-		a.withdraw(ctx, st.req, "the approval was not answered in time")
+		a.withdraw(st.req) // the approval was not answered in time
 	}
 	return st, live
 }

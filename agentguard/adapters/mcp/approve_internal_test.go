@@ -81,13 +81,13 @@ func TestWithdrawRaces(t *testing.T) {
 	if err := d.Decide(req.ID, approval.Decision{Granted: true, Approvers: []string{"op"}}); err != nil {
 		t.Fatal(err)
 	}
-	a.withdraw(context.Background(), req, "test")
+	a.withdraw(req)
 	// The grant is still there for its call.
 	got, err := d.Approve(context.Background(), req)
 	if err != nil || !got.Granted {
 		t.Errorf("the grant was lost: %+v, %v", got, err)
 	}
-	a.withdraw(context.Background(), pendingIn(t, d, 1), "test")
+	a.withdraw(pendingIn(t, d, 1))
 	if n := len(d.Pending()); n != 0 {
 		t.Errorf("%d pending after a withdrawal", n)
 	}
@@ -103,7 +103,7 @@ func TestForget(t *testing.T) {
 	if err := d.Decide(req.ID, approval.Decision{Granted: true, Approvers: []string{"mcp-client:x"}}); err != nil {
 		t.Fatal(err)
 	}
-	a.forget(ctx, req)
+	a.forget(req)
 	if n := len(d.Pending()); n != 0 {
 		t.Errorf("%d pending after forget", n)
 	}
@@ -112,8 +112,8 @@ func TestForget(t *testing.T) {
 		t.Error("the unused grant survived forget")
 	}
 	// Forgetting a call whose decision was used leaves nothing either.
-	a.forget(ctx, pendingIn(t, d, 1))
-	a.forget(ctx, req)
+	a.forget(pendingIn(t, d, 1))
+	a.forget(req)
 	if n := len(d.Pending()); n != 0 {
 		t.Errorf("%d pending after forgetting used decisions", n)
 	}
