@@ -348,3 +348,36 @@ func (r *Registry) refuseList(ctx context.Context, id identity.Identity, step, r
 	}
 	return err
 }
+
+// Outcome is what came of one call of CallEach.
+type Outcome struct {
+	Result *Result
+	Err    error
+}
+
+// CallEach runs calls, the tool calls a model asked for in one turn,
+// through the registry (Call) and returns their outcomes in the order of
+// calls. With concurrency 1 or less they run one after another, in order,
+// so that decisions that read the task's state (its calls, its taint) come
+// out the same on every run; otherwise at most concurrency run at once.
+// It returns once every call has returned.
+func (r *Registry) CallEach(ctx context.Context, calls []Call, concurrency int) []Outcome {
+	out := make([]Outcome, len(calls))
+	if concurrency <= 1 || len(calls) <= 1 {
+		for i, c := range calls {
+			out[i].Result, out[i].Err = r.Call(ctx, c)
+		}
+		return out
+	}
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i].Result, out[i].Err = r.Call(ctx, c)
+		})
+	}
+	wg.Wait()
+	return out
+}

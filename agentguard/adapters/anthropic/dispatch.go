@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
@@ -231,31 +230,21 @@ func (t *Turn) Resume(ctx context.Context) {
 
 // run runs the calls at idx, at most cfg.concurrency at once.
 func (t *Turn) run(ctx context.Context, idx []int) {
-	n := t.cfg.concurrency
-	if n <= 1 || len(idx) <= 1 {
-		for _, i := range idx {
-			t.Calls[i].run(ctx, t.reg)
-		}
-		return
+	calls := make([]agentguard.Call, len(idx))
+	for k, i := range idx {
+		calls[k] = t.Calls[i].call()
 	}
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
-	for _, i := range idx {
-		c := t.Calls[i]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			c.run(ctx, t.reg)
-		})
+	for k, o := range t.reg.CallEach(ctx, calls, t.cfg.concurrency) {
+		c := t.Calls[idx[k]]
+		c.Result, c.Err = o.Result, o.Err
 	}
-	wg.Wait()
 }
 
-// run makes the call through r.
-func (c *Call) run(ctx context.Context, r *agentguard.Registry) {
+// call is the guard's call of the block.
+func (c *Call) call() agentguard.Call {
 	name := c.Block.Name
 	if c.Block.ToolsetName != "" {
 		name = c.Block.ToolsetName + "/" + name
 	}
-	c.Result, c.Err = r.Call(ctx, agentguard.Call{ID: c.Block.ID, Name: name, Args: c.Block.Input})
+	return agentguard.Call{ID: c.Block.ID, Name: name, Args: c.Block.Input}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/responses"
@@ -135,13 +134,13 @@ func (c *Call) guardedName() string {
 	return c.Name
 }
 
-// run makes the call through r.
-func (c *Call) run(ctx context.Context, r *agentguard.Registry) {
+// call is the guard's call of the model's.
+func (c *Call) call() agentguard.Call {
 	var args json.RawMessage
 	if !c.Custom && c.Arguments != "" {
 		args = json.RawMessage(c.Arguments)
 	}
-	c.Result, c.Err = r.Call(ctx, agentguard.Call{ID: c.ID, Name: c.guardedName(), Args: args})
+	return agentguard.Call{ID: c.ID, Name: c.guardedName(), Args: args}
 }
 
 // Turn is the tool calls of one model turn, run through a guarded
@@ -281,22 +280,12 @@ func (t *Turn) Resume(ctx context.Context) {
 
 // run runs the calls at idx, at most cfg.concurrency at once.
 func (t *Turn) run(ctx context.Context, idx []int) {
-	n := t.cfg.concurrency
-	if n <= 1 || len(idx) <= 1 {
-		for _, i := range idx {
-			t.Calls[i].run(ctx, t.reg)
-		}
-		return
+	calls := make([]agentguard.Call, len(idx))
+	for k, i := range idx {
+		calls[k] = t.Calls[i].call()
 	}
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
-	for _, i := range idx {
-		c := t.Calls[i]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			c.run(ctx, t.reg)
-		})
+	for k, o := range t.reg.CallEach(ctx, calls, t.cfg.concurrency) {
+		c := t.Calls[idx[k]]
+		c.Result, c.Err = o.Result, o.Err
 	}
-	wg.Wait()
 }
