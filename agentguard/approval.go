@@ -250,5 +250,9 @@ func (g *Guard) seekApproval(ctx context.Context, req *ApprovalRequest, ev *audi
 	if err != nil {
 		cause = fmt.Errorf("%w: %w", ErrApprovalRequired, err)
 	}
-	return a, approvalDenial(status, a), cause
+	// The denial's reason, which reaches the record, the span, the error
+	// and the model (Explain), quotes the comment as scrubbed.
+	shown := a
+	shown.Reason = comment
+	return a, approvalDenial(status, shown), cause
 }

@@ -82,3 +82,39 @@ func TestExplainOnlyTheGuardsOwnError(t *testing.T) {
 		t.Fatalf("a long error is given whole: %d bytes", len(got))
 	}
 }
+
+// TestRefusalCommentScrubbed: an approver's comment that quotes the
+// call's credential reaches neither the denial's error, its record nor
+// the model's text.
+func TestRefusalCommentScrubbed(t *testing.T) {
+	approver := agentguard.ApproverFunc(func(_ context.Context, req *agentguard.ApprovalRequest) (agentguard.Approval, error) {
+		return req.Refuse("token "+execCanary+" looks stolen", "alice"), nil
+	})
+	env := agentguardtest.New(t, policytest.NewRules(policytest.Rule{ID: "r", Tool: "search", Approval: "manager"},
+		policytest.Rule{ID: "l", Tool: "lookup"}), execCanary, agentguard.WithApprover(approver))
+	ok := func(context.Context, json.RawMessage) (*agentguard.Result, error) { return &agentguard.Result{}, nil }
+	tool := searchTool()
+	tool.Handler = ok
+	lookup := searchTool()
+	lookup.Name, lookup.Handler = "lookup", ok
+	ctx, task, _ := env.Guard.StartTask(context.Background(), agentguard.TaskSpec{})
+	defer task.End(ctx)
+	// A first call leases the credential to the task, so that its value
+	// is known when the approver of the second quotes it.
+	if _, err := env.Guard.Invoke(ctx, lookup, agentguard.Call{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.Guard.Invoke(ctx, tool, agentguard.Call{})
+	if !errors.Is(err, agentguard.ErrApprovalRequired) {
+		t.Fatalf("Invoke = %v, want a refusal", err)
+	}
+	ev, _ := env.Audit.Last()
+	for where, s := range map[string]string{"error": err.Error(), "explain": agentguard.Explain(err), "record": ev.Reason + ev.Approval.Reason} {
+		if strings.Contains(s, execCanary) {
+			t.Errorf("the credential reached the %s: %q", where, s)
+		}
+	}
+	if !strings.Contains(agentguard.Explain(err), "looks stolen") {
+		t.Errorf("Explain lost the comment: %q", agentguard.Explain(err))
+	}
+}

@@ -935,11 +935,10 @@ func (p *call) argsScrubber() *credentials.Scrubber {
 	return credentials.NewScrubber(creds...)
 }
 
-// scrub removes the values of the call's credentials from s.
+// scrub removes from s the values of the call's credentials, of those its
+// task leased before (a denial comes before the call's own lease, and may
+// quote the task's: an approver's comment does) and of the task's user
+// token: the scrubber the call's audit record is cleaned with.
 func (p *call) scrub(s string) string {
-	s = credentials.Scrub(s, p.creds...)
-	if !p.userToken.IsZero() {
-		s = credentials.Scrub(s, &credentials.Credential{Secret: p.userToken})
-	}
-	return s
+	return p.argsScrubber().Scrub(s)
 }
